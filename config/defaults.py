@@ -1,0 +1,25 @@
+"""Defaults, each with its unit. The settings model and the engine take their defaults from here."""
+
+from __future__ import annotations
+
+HOST = "127.0.0.1"
+PORT = 8080
+DATA_DIR = ".taskyard"
+CONFIG_FILE = "taskyard.yaml"
+DEFAULT_PROJECT = "default"
+
+MAX_QUEUE_DEPTH = 256  # tasks (pending + dispatched) per worker
+MAX_RETRIES = 1  # attempts in all (1 = no retry); a task may ask for 1..10
+TASK_TIMEOUT_S = 600.0  # seconds a task may run
+HEARTBEAT_INTERVAL_S = 5.0  # seconds between worker-process heartbeats
+OFFLINE_AFTER_HEARTBEATS = 3  # missed heartbeats before a process counts as gone
+DRAIN_TIMEOUT_S = 30.0  # seconds a stopping worker waits for running tasks before requeueing them
+TASK_EXPIRY_S = 86400.0  # seconds a task may stay pending before it fails with "expired"
+MAX_LOST_DELIVERIES = 5  # times a task may lose its worker process before it fails with "worker lost"
+POLL_TIMEOUT_S = 1.0  # seconds an idle consumer blocks on its wake-up list before polling again
+RETRY_BACKOFF_BASE_S = 1.0  # seconds before the first retry; doubles each attempt
+RETRY_BACKOFF_MAX_S = 300.0  # seconds, cap on the retry backoff
+STDERR_TAIL_BYTES = 2048  # bytes of a failed command's stderr kept in the task error
+MAX_RESULT_BYTES = 1_048_576  # bytes of output kept as a task's result
+MAX_PROMPT_BYTES = 1_048_576  # bytes, largest prompt accepted
+MAX_BODY_BYTES = 2_097_152  # bytes, largest POST /task body accepted

@@ -1,0 +1,216 @@
+"""The typed settings model: the shape of ``taskyard.yaml`` (DESIGN section 4).
+
+Unknown keys are errors. Durations accept a number of seconds or ``500ms``, ``30s``, ``10m``, ``1h``, ``1d``.
+Every duration field is stored in seconds (float). Defaults with units live in ``config/defaults.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from config import defaults
+
+__all__ = [
+    "ApiKeySpec",
+    "Duration",
+    "OutboundSpec",
+    "RateLimitSpec",
+    "RepoSpec",
+    "ScheduleSpec",
+    "Settings",
+    "SourceSpec",
+    "WorkerSpec",
+    "parse_duration",
+]
+
+WORKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+Scope = Literal["admin", "submit", "ingest", "read"]
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30``, ``"30s"``, ``"10m"``, ``"1h"``, ``"500ms"``; raises ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 10m or 1h")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(f"{value!r} is not a duration (use 30s, 10m, 1h)")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RateLimitSpec(_Strict):
+    burst: int = Field(ge=1)
+    per_second: float = Field(gt=0)
+
+
+class ApiKeySpec(_Strict):
+    key: str = Field(min_length=1)
+    project: str = Field(default=defaults.DEFAULT_PROJECT, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+    scopes: list[Scope] = Field(default_factory=lambda: ["admin"])
+    rate_limit: RateLimitSpec | None = None
+
+
+class OutboundSpec(_Strict):
+    allow_hosts: list[str] = Field(default_factory=list)
+
+
+class SourceSpec(_Strict):
+    """An inbound webhook source (used by the webhooks feature; validated here so configs stay stable)."""
+
+    secret: str | None = None
+    token: str | None = None
+    api_url: str | None = None
+    signature_header: str | None = None
+    delivery_header: str | None = None
+    event_header: str | None = None
+    max_body_bytes: int | None = Field(default=None, ge=1)
+
+
+class RepoSpec(_Strict):
+    path: str
+    base_ref: str = "main"
+    allowed_paths: list[str] = Field(default_factory=list)
+
+
+class ScheduleSpec(_Strict):
+    cron: str
+    prompt: str
+
+
+class WorkerSpec(_Strict):
+    """One worker definition: exactly one of ``command``, ``endpoint`` or ``handler``."""
+
+    name: str
+    command: list[str] | None = None
+    endpoint: str | None = None
+    handler: str | None = None
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = defaults.TASK_TIMEOUT_S
+    concurrency: int = Field(default=1, ge=1, le=1024)
+    max_queue_depth: int | None = Field(default=None, ge=1)
+    max_retries: int = Field(default=defaults.MAX_RETRIES, ge=1, le=10)
+    pools: list[str] = Field(default_factory=list)
+    auto: bool = True  # takes round-robin traffic when a task names no worker and no pool
+    headers: dict[str, str] = Field(default_factory=dict)  # endpoint only: sent with every request
+    repo: RepoSpec | None = None
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    schedule: list[ScheduleSpec] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, value: str) -> str:
+        if not WORKER_NAME_RE.fullmatch(value) or len(value) > 100:
+            raise ValueError("must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 100 characters)")
+        return value
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return shlex.split(value)
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("must name a program")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("handler")
+    @classmethod
+    def _handler_path(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError("must be 'package.module:function'")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_backend(self) -> WorkerSpec:
+        given = [k for k in ("command", "endpoint", "handler") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one of command, endpoint or handler is required"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "command" if self.command else "endpoint" if self.endpoint else "handler"
+
+
+class Settings(_Strict):
+    """Everything a Taskyard process needs, validated. Built by :func:`config.loader.load_settings`."""
+
+    api_key: str | None = None
+    api_keys: list[ApiKeySpec] = Field(default_factory=list)
+    redis_url: str | None = None
+    data_dir: Path = Path(defaults.DATA_DIR)
+    host: str = defaults.HOST
+    port: int = Field(default=defaults.PORT, ge=0, le=65535)
+    max_queue_depth: int = Field(default=defaults.MAX_QUEUE_DEPTH, ge=1)
+    rate_limit: RateLimitSpec | None = None
+    outbound: OutboundSpec = Field(default_factory=OutboundSpec)
+    sources: dict[str, SourceSpec] = Field(default_factory=dict)
+    workers: list[WorkerSpec] = Field(default_factory=list)
+    workers_dir: Path | None = None
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+    heartbeat_interval: Duration = defaults.HEARTBEAT_INTERVAL_S
+    offline_after_heartbeats: int = Field(default=defaults.OFFLINE_AFTER_HEARTBEATS, ge=2)
+    drain_timeout: Duration = defaults.DRAIN_TIMEOUT_S
+    task_expiry: Duration = defaults.TASK_EXPIRY_S
+    max_lost_deliveries: int = Field(default=defaults.MAX_LOST_DELIVERIES, ge=1)
+    poll_timeout: Duration = defaults.POLL_TIMEOUT_S
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    builtin_echo: bool = True  # define the `echo` worker when the config names no worker
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        seen: set[str] = set()
+        for worker in self.workers:
+            if worker.name in seen:
+                raise ValueError(f"worker {worker.name!r} is defined twice")
+            seen.add(worker.name)
+        keys = [k.key for k in self.api_keys]
+        if len(set(keys)) != len(keys):
+            raise ValueError("api_keys: the same key is listed twice")
+        return self
+
+    @property
+    def offline_after_s(self) -> float:
+        """Seconds without a heartbeat after which a worker process counts as gone."""
+        return self.heartbeat_interval * self.offline_after_heartbeats
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_key or self.api_keys)
+
+    def worker(self, name: str) -> WorkerSpec | None:
+        return next((w for w in self.workers if w.name == name), None)

@@ -1,0 +1,1 @@
+"""Taskyard's domain: models, Redis keys and Lua, stores, the dispatcher. No HTTP, no environment reads."""

@@ -1,0 +1,90 @@
+"""Every Redis key Taskyard uses, spelled once.
+
+Python code formats these templates; the Lua scripts get the same templates as generated ``k_<name>(...)``
+functions (see :func:`lua_preamble`), so no key is spelled twice. All keys start with ``ty:``; Dramatiq's keys
+live under the ``ty:dq`` namespace (``ty:dq:ty.w.<worker>`` is the message list, ``.msgs`` the message hash).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DRAMATIQ_NAMESPACE", "ENGINE_QUEUE", "TEMPLATES", "key", "lua_preamble", "queue_name"]
+
+PREFIX = "ty:"
+DRAMATIQ_NAMESPACE = "ty:dq"
+ENGINE_QUEUE = "ty.engine"
+QUEUE_PREFIX = "ty.w."
+ACTOR_PREFIX = "run_task."
+
+TEMPLATES: dict[str, str] = {
+    # task records and indexes
+    "task": "ty:task:{id}",  # hash: the task record
+    "task_seq": "ty:seq:task",  # counter: gives every task a strictly growing list position
+    "msg_seq": "ty:seq:msg",  # counter: makes Dramatiq message ids unique per (re)delivery
+    "idem": "ty:idem:{project}:{key}",  # string: idempotency key -> task id
+    "idx_all": "ty:p:{project}:tasks",  # zset: task id by seq
+    "idx_state": "ty:p:{project}:tasks:s:{state}",  # zset: task id by seq, one per state
+    "idx_worker": "ty:p:{project}:tasks:w:{worker}",  # zset: task id by seq, one per worker
+    "idx_worker_state": "ty:p:{project}:tasks:ws:{worker}:{state}",  # zset: by worker and state
+    "delayed": "ty:delayed",  # zset: task id -> due time (ms) of its next retry
+    # workers and worker processes
+    "workers": "ty:workers",  # set: names of defined workers
+    "worker_def": "ty:w:{worker}:def",  # string: the definition as JSON
+    "worker_active": "ty:w:{worker}:active",  # zset: pending + dispatched task ids by created_at (ms); depth
+    "worker_running": "ty:w:{worker}:running",  # set: dispatched task ids
+    "worker_procs": "ty:w:{worker}:procs",  # zset: process id -> last heartbeat (ms)
+    "worker_wake": "ty:w:{worker}:wake",  # list: wake-up tokens idle consumers block on
+    "proc": "ty:proc:{proc}",  # hash (expires): one worker process, alive while it heartbeats
+    "proc_tasks": "ty:proc:{proc}:tasks",  # set: task ids the process is running
+    "proc_cancel": "ty:proc:{proc}:cancel",  # list: task ids the process must cancel
+    "rr": "ty:rr:{group}",  # counter: round-robin cursor of one candidate group
+    "lock": "ty:lock:{name}",  # string: short leader lock for periodic jobs
+    # metrics shared by every process
+    "metrics": "ty:metrics",  # hash: counters
+    "latency": "ty:metrics:dispatch_latency",  # hash: histogram buckets (le -> count), sum_ms, count
+    # Dramatiq's Redis layout (dramatiq 2.2.1 dispatch.lua)
+    "dq_queue": "ty:dq:ty.w.{worker}",  # list: message ids
+    "dq_msgs": "ty:dq:ty.w.{worker}.msgs",  # hash: message id -> encoded message
+}
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def key(template: str, /, **parts: str) -> str:
+    """The key ``name`` with its parts filled in: ``key("task", id=tid)``."""
+    return TEMPLATES[template].format(**parts)
+
+
+def queue_name(worker: str) -> str:
+    """The Dramatiq queue of a worker: ``ty.w.<worker>``."""
+    return f"{QUEUE_PREFIX}{worker}"
+
+
+def actor_name(worker: str) -> str:
+    """The Dramatiq actor that runs a worker's tasks: ``run_task.<worker>``."""
+    return f"{ACTOR_PREFIX}{worker}"
+
+
+def lua_preamble() -> str:
+    """Lua functions ``k_<name>(a, b)`` for every template, arguments in template order."""
+    lines = []
+    for name, template in TEMPLATES.items():
+        fields = _FIELD.findall(template)
+        pieces = [p for p in _FIELD.split(template)]
+        expr = []
+        for i, piece in enumerate(pieces):
+            if i % 2 == 0:
+                if piece:
+                    expr.append(_lua_str(piece))
+            else:
+                expr.append(f"tostring({piece})")
+        body = " .. ".join(expr)
+        lines.append(f"local function k_{name}({', '.join(fields)}) return {body} end")
+    lines.append(f"local QUEUE_PREFIX = {_lua_str(QUEUE_PREFIX)}")
+    lines.append(f"local ACTOR_PREFIX = {_lua_str(ACTOR_PREFIX)}")
+    return "\n".join(lines) + "\n"
+
+
+def _lua_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,63 @@
+-- Helpers shared by every Taskyard script. The loader prepends the generated k_<name>() key functions
+-- (engine/keys.py) and this file to each script, so keys are spelled once, in Python.
+-- Scripts touch keys they derive from task and worker names: Taskyard needs a single Redis node (not Cluster).
+
+local FINAL = {completed = true, failed = true, cancelled = true}
+
+-- Move a task between states, keeping the per-state indexes exact.
+local function move_state(id, project, worker, seq, old, new)
+  if old and old ~= new then
+    redis.call("zrem", k_idx_state(project, old), id)
+    redis.call("zrem", k_idx_worker_state(project, worker, old), id)
+  end
+  redis.call("zadd", k_idx_state(project, new), seq, id)
+  redis.call("zadd", k_idx_worker_state(project, worker, new), seq, id)
+  redis.call("hset", k_task(id), "state", new)
+end
+
+-- Put a Dramatiq message for the task on its worker's queue (Dramatiq 2.2.1's Redis layout: HSET the
+-- encoded message into <ns>:<queue>.msgs, RPUSH its id onto <ns>:<queue>) and wake one idle consumer.
+local function enqueue(worker, id, now)
+  local mid = id .. "-" .. redis.call("incr", k_msg_seq())
+  local msg = '{"queue_name":"' .. QUEUE_PREFIX .. worker .. '","actor_name":"' .. ACTOR_PREFIX .. worker
+    .. '","args":["' .. id .. '"],"kwargs":{},"options":{"redis_message_id":"' .. mid
+    .. '"},"message_id":"' .. mid .. '","message_timestamp":' .. now .. '}'
+  redis.call("hset", k_dq_msgs(worker), mid, msg)
+  redis.call("rpush", k_dq_queue(worker), mid)
+  redis.call("lpush", k_worker_wake(worker), "1")
+  redis.call("ltrim", k_worker_wake(worker), 0, 15)
+  redis.call("hset", k_task(id), "msg", mid)
+  return mid
+end
+
+-- Give a task its final state: out of the worker's depth, its running set and its process's set.
+local function finalize(id, new_state, now, field, text)
+  local t = k_task(id)
+  local f = redis.call("hmget", t, "state", "project", "worker_name", "seq", "owner")
+  local old, project, worker, seq, owner = f[1], f[2], f[3], f[4], f[5]
+  move_state(id, project, worker, seq, old, new_state)
+  redis.call("hset", t, "completed_at", now)
+  if field then
+    redis.call("hset", t, field, text)
+  end
+  redis.call("hdel", t, "not_before")
+  redis.call("zrem", k_worker_active(worker), id)
+  redis.call("srem", k_worker_running(worker), id)
+  if owner then
+    redis.call("srem", k_proc_tasks(owner), id)
+  end
+  redis.call("zrem", k_delayed(), id)
+  redis.call("hincrby", k_metrics(), "tasks_" .. new_state, 1)
+end
+
+-- Take a dispatched task back from its process and queue it again (its process died or gave it back).
+local function release(id, worker, owner, now)
+  local t = k_task(id)
+  local f = redis.call("hmget", t, "project", "seq")
+  move_state(id, f[1], worker, f[2], "dispatched", "pending")
+  redis.call("hdel", t, "owner")
+  redis.call("srem", k_worker_running(worker), id)
+  if owner then
+    redis.call("srem", k_proc_tasks(owner), id)
+  end
+end

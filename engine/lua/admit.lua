@@ -1,0 +1,76 @@
+-- admit(task_id, project, now_ms, idem_key, rr_group, policy, require_online, online_since_ms,
+--       skipped_json, n_candidates, [name, bound] * n, [field, value] * rest)
+-- Picks a worker among the candidates (round-robin from the group's cursor when rr_group is set), checks its
+-- depth against its bound, writes the task and its indexes, and enqueues the Dramatiq message: all or nothing.
+-- Returns {"ok", worker, decision_json} | {"dup", task_id} | {"full", decision_json} | {"offline", decision_json}
+local id, project, now = ARGV[1], ARGV[2], ARGV[3]
+local idem, group, policy = ARGV[4], ARGV[5], ARGV[6]
+local require_online, online_since = ARGV[7] == "1", tonumber(ARGV[8])
+local skipped = cjson.decode(ARGV[9])
+local n = tonumber(ARGV[10])
+
+if idem ~= "" then
+  local existing = redis.call("get", k_idem(project, idem))
+  if existing and redis.call("exists", k_task(existing)) == 1 then
+    return {"dup", existing}
+  end
+end
+
+local start = 0
+if group ~= "" and n > 0 then
+  start = (redis.call("incr", k_rr(group)) - 1) % n
+end
+
+local candidates, chosen, any_online = {}, nil, false
+for i = 0, n - 1 do
+  local j = (start + i) % n
+  local name, bound = ARGV[11 + 2 * j], tonumber(ARGV[12 + 2 * j])
+  table.insert(candidates, name)
+  if not chosen then
+    local online = redis.call("zcount", k_worker_procs(name), online_since, "+inf") > 0
+    if redis.call("exists", k_worker_def(name)) == 0 then
+      table.insert(skipped, {worker = name, reason = "removed"})
+    elseif require_online and not online then
+      table.insert(skipped, {worker = name, reason = "offline"})
+    else
+      any_online = any_online or online
+      local depth = redis.call("zcard", k_worker_active(name))
+      if depth >= bound then
+        table.insert(skipped, {worker = name, reason = "full", depth = depth, bound = bound})
+      else
+        chosen = name
+      end
+    end
+  end
+end
+
+local decision = {policy = policy, candidates = candidates, skipped = skipped}
+if not chosen then
+  for _, s in ipairs(skipped) do
+    if s.reason == "full" then
+      return {"full", cjson.encode(decision)}
+    end
+  end
+  return {"offline", cjson.encode(decision)}
+end
+decision.chosen = chosen
+local decision_json = cjson.encode(decision)
+
+local t = k_task(id)
+local seq = redis.call("incr", k_task_seq())
+local fields = {"id", id, "project", project, "worker_name", chosen, "created_at", now, "seq", seq,
+                "attempts", 0, "lost", 0, "dispatch", decision_json}
+for i = 11 + 2 * n, #ARGV do
+  table.insert(fields, ARGV[i])
+end
+redis.call("hset", t, unpack(fields))
+redis.call("zadd", k_idx_all(project), seq, id)
+redis.call("zadd", k_idx_worker(project, chosen), seq, id)
+move_state(id, project, chosen, seq, nil, "pending")
+redis.call("zadd", k_worker_active(chosen), now, id)
+if idem ~= "" then
+  redis.call("set", k_idem(project, idem), id)
+end
+enqueue(chosen, id, now)
+redis.call("hincrby", k_metrics(), "tasks_created", 1)
+return {"ok", chosen, decision_json}

@@ -1,0 +1,128 @@
+"""Domain records: tasks, submissions and their states. Plain data, no I/O."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "FINAL_STATES",
+    "TASK_STATES",
+    "SubmitRequest",
+    "Task",
+    "iso_ms",
+]
+
+TASK_STATES = ("pending", "dispatched", "completed", "failed", "cancelled")
+FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+
+
+def _decision(raw: str | None) -> dict[str, Any]:
+    decision = json.loads(raw) if raw else {}
+    for name in ("candidates", "skipped"):
+        if name in decision and not decision[name]:
+            decision[name] = []  # Lua's cjson writes an empty list as {}
+    return decision
+
+
+def iso_ms(ms: str | int | float | None) -> str | None:
+    """RFC 3339 UTC with milliseconds from epoch milliseconds; None stays None."""
+    if ms in (None, ""):
+        return None
+    dt = datetime.fromtimestamp(int(float(ms)) / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """A validated POST /task body (see :func:`engine.submit.parse_submit`)."""
+
+    prompt: str
+    worker: str | None = None
+    pool: str | None = None
+    context: dict[str, Any] | None = None
+    timeout: float | None = None  # seconds
+    max_retries: int | None = None  # attempts in all
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task record as stored; ``from_hash`` reads Redis's field map."""
+
+    id: str
+    project: str
+    worker_name: str
+    prompt: str
+    state: str
+    seq: int
+    created_at_ms: int
+    context: dict[str, Any] | None = None
+    result: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    max_retries: int = 0  # 0: the worker's default
+    timeout: float = 0.0  # seconds; 0: the worker's default
+    pool: str | None = None
+    idempotency_key: str | None = None
+    dispatched_at_ms: int | None = None
+    completed_at_ms: int | None = None
+    exit_code: int | None = None
+    owner: str | None = None
+    lost: int = 0
+    dispatch: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> Task:
+        def opt_int(name: str) -> int | None:
+            value = h.get(name)
+            return int(float(value)) if value not in (None, "") else None
+
+        ctx = h.get("context")
+        return cls(
+            id=h["id"],
+            project=h.get("project", ""),
+            worker_name=h.get("worker_name", ""),
+            prompt=h.get("prompt", ""),
+            state=h.get("state", ""),
+            seq=int(h.get("seq", 0)),
+            created_at_ms=int(float(h.get("created_at", 0))),
+            context=json.loads(ctx) if ctx else None,
+            result=h.get("result"),
+            error=h.get("error") or None,
+            attempts=int(h.get("attempts", 0)),
+            max_retries=int(h.get("max_retries") or 0),
+            timeout=float(h.get("timeout") or 0),
+            pool=h.get("pool") or None,
+            idempotency_key=h.get("idempotency_key") or None,
+            dispatched_at_ms=opt_int("dispatched_at"),
+            completed_at_ms=opt_int("completed_at"),
+            exit_code=opt_int("exit_code"),
+            owner=h.get("owner") or None,
+            lost=int(h.get("lost", 0)),
+            dispatch=_decision(h.get("dispatch")),
+        )
+
+    def to_public(self) -> dict[str, Any]:
+        """The task as the API returns it (mecha's field names; times as RFC 3339)."""
+        return {
+            "id": self.id,
+            "worker_name": self.worker_name,
+            "prompt": self.prompt,
+            "context": self.context,
+            "state": self.state,
+            "result": self.result,
+            "error": self.error,
+            "attempts": self.attempts,
+            "max_retries": self.max_retries or None,
+            "timeout": self.timeout or None,
+            "pool": self.pool,
+            "exit_code": self.exit_code,
+            "idempotency_key": self.idempotency_key,
+            "created_at": iso_ms(self.created_at_ms),
+            "dispatched_at": iso_ms(self.dispatched_at_ms),
+            "completed_at": iso_ms(self.completed_at_ms),
+            "dispatch": self.dispatch,
+        }

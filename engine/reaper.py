@@ -1,0 +1,85 @@
+"""The reaper: the engine's own liveness, so no task waits on Dramatiq's probabilistic maintenance.
+
+Each pass (run by every ``serve`` and ``worker`` process; a short Redis lock lets one of them do it at a time):
+
+- requeues the tasks of worker processes that stopped heartbeating (SIGKILL, power loss) and forgets them;
+- enqueues delayed retries whose time has come;
+- every ``SCAN_EVERY_S``: re-enqueues old pending tasks whose Dramatiq message went missing, and fails pending
+  tasks older than the task expiry with ``expired``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from engine import keys, tasks
+from engine.clock import now_ms
+from engine.store import Op, SyncRunner
+
+__all__ = ["Reaper", "ReaperOptions"]
+
+logger = logging.getLogger(__name__)
+
+LOCK_MS = 900  # milliseconds one process holds the reaper lock for a pass
+SCAN_EVERY_S = 30.0  # seconds between scans for lost messages and expired tasks
+MISSING_GRACE_MS = 30_000  # milliseconds a pending task must be old before its message counts as lost
+BATCH = 500  # tasks handled per script call
+
+
+@dataclass
+class ReaperOptions:
+    offline_after_ms: int
+    task_expiry_ms: int
+    max_lost: int
+
+
+@dataclass
+class Reaper:
+    runner: SyncRunner
+    options: ReaperOptions
+    owner: str
+    _last_scan_ms: int = field(default=0)
+
+    def tick(self) -> dict[str, int]:
+        """One pass; answers what it did (empty when another process holds the lock)."""
+        lock = keys.key("lock", name="reaper")
+        if not self.runner.run(Op(bool, command=("SET", lock, self.owner, "NX", "PX", LOCK_MS))):
+            return {}
+        now = now_ms()
+        done = {"dead_processes": 0, "requeued": 0, "retries_due": 0, "missing": 0, "expired": 0}
+        names = self.runner.run(Op(list, command=("SMEMBERS", keys.key("workers"))))
+        dead: dict[str, list[str]] = {}
+        for name in names:
+            stale = self.runner.run(Op(list, command=(
+                "ZRANGEBYSCORE", keys.key("worker_procs", worker=name), "-inf", now - self.options.offline_after_ms)))
+            for proc in stale:
+                dead.setdefault(proc, []).append(name)
+        for proc, workers in dead.items():
+            n = self.runner.run(tasks.reap_dead(proc_id=proc, workers=workers, now_ms=now,
+                                                max_lost=self.options.max_lost))
+            logger.warning("worker process gone", extra={"proc": proc, "workers": workers, "requeued": n})
+            done["dead_processes"] += 1
+            done["requeued"] += n
+        due = self.runner.run(Op(list, command=("ZRANGEBYSCORE", keys.key("delayed"), "-inf", now,
+                                                "LIMIT", 0, BATCH)))
+        if due:
+            done["retries_due"] = self.runner.run(tasks.reap_due(task_ids=due, now_ms=now))
+        if now - self._last_scan_ms >= SCAN_EVERY_S * 1000:
+            self._last_scan_ms = now
+            for name in names:
+                self._scan_worker(name, now, done)
+        return done
+
+    def _scan_worker(self, name: str, now: int, done: dict[str, int]) -> None:
+        active = keys.key("worker_active", worker=name)
+        old = self.runner.run(Op(list, command=("ZRANGEBYSCORE", active, "-inf", now - MISSING_GRACE_MS,
+                                                "LIMIT", 0, BATCH)))
+        if old:
+            done["missing"] += self.runner.run(tasks.reap_missing(task_ids=old, now_ms=now))
+        expired = self.runner.run(Op(list, command=("ZRANGEBYSCORE", active, "-inf",
+                                                    now - self.options.task_expiry_ms, "LIMIT", 0, BATCH)))
+        for task_id in expired:
+            applied, _ = self.runner.run(tasks.finish(task_id=task_id, proc_id="", now_ms=now, outcome="failed",
+                                                      text="expired", expect_state="pending"))
+            done["expired"] += applied

@@ -1,0 +1,180 @@
+"""Worker definitions and worker processes: register, heartbeat, deregister, status. Each returns an Op.
+
+A worker *definition* (name, backend, bounds) is stored once; any number of worker *processes* serve it. A
+process is alive while it heartbeats: it refreshes its score in ``worker_procs`` and the TTL of its ``proc``
+hash every heartbeat interval. Online, busy and health are derived from those, never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from config.settings import WorkerSpec
+from engine import keys
+from engine.models import iso_ms
+from engine.store import Op
+
+__all__ = [
+    "ProcessInfo",
+    "WorkerStatus",
+    "deregister",
+    "get_def",
+    "heartbeat",
+    "health_of",
+    "list_names",
+    "redact",
+    "register",
+    "status",
+    "unregister",
+]
+
+HEALTHY_MAX_AGE_MS = 120_000  # heartbeat younger than this: healthy (MeshAI's rule)
+DEGRADED_MAX_AGE_MS = 300_000  # younger than this: degraded; older: down
+
+_SECRET_KEY = re.compile(r"token|secret|password|passwd|authorization|api[_-]?key|credential", re.I)
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    proc_id: str
+    concurrency: int
+    error: str
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A worker definition with its live figures."""
+
+    spec: WorkerSpec
+    source: str
+    depth: int
+    running: int
+    last_heartbeat_ms: int | None
+    processes: list[ProcessInfo]
+
+    def state(self) -> str:
+        if not self.processes:
+            return "offline"
+        if any(p.error for p in self.processes):
+            return "error"
+        slots = sum(p.concurrency for p in self.processes)
+        return "busy" if slots and self.running >= slots else "online"
+
+    def to_public(self, *, default_bound: int, now_ms: int) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "kind": self.spec.kind,
+            "state": self.state(),
+            "health": health_of(self.last_heartbeat_ms, now_ms),
+            "queue_depth": self.depth,
+            "max_queue_depth": self.spec.max_queue_depth or default_bound,
+            "concurrency": self.spec.concurrency,
+            "running": self.running,
+            "last_heartbeat": iso_ms(self.last_heartbeat_ms),
+            "processes": len(self.processes),
+            "errors": sorted({p.error for p in self.processes if p.error}),
+            "pools": self.spec.pools,
+            "source": self.source,
+            "definition": redact(self.spec.model_dump(mode="json", exclude_defaults=False)),
+        }
+
+
+def health_of(last_heartbeat_ms: int | None, now_ms: int) -> str:
+    """healthy < 2 min, degraded 2-5 min, down > 5 min, unknown when it never heartbeat."""
+    if last_heartbeat_ms is None:
+        return "unknown"
+    age = now_ms - last_heartbeat_ms
+    if age < HEALTHY_MAX_AGE_MS:
+        return "healthy"
+    return "degraded" if age < DEGRADED_MAX_AGE_MS else "down"
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """A copy with the values of secret-looking keys (token, password, authorization...) replaced."""
+    if isinstance(value, dict):
+        return {k: redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if key and _SECRET_KEY.search(key) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str) and re.search(r"\bbearer\s+\S+", value, re.I):
+        return re.sub(r"(?i)(\bbearer\s+)\S+", r"\1" + REDACTED, value)
+    return value
+
+
+def _encode(spec: WorkerSpec, source: str) -> str:
+    return json.dumps({"spec": spec.model_dump(mode="json"), "source": source}, separators=(",", ":"))
+
+
+def _decode(raw: str) -> tuple[WorkerSpec, str]:
+    data = json.loads(raw)
+    return WorkerSpec.model_validate(data["spec"]), data.get("source", "")
+
+
+def register(spec: WorkerSpec, *, source: str) -> Op[None]:
+    """Store (or replace) a definition. ``source`` says who defined it: config, api or process."""
+    return Op(lambda raw: None, commands=(
+        ("SET", keys.key("worker_def", worker=spec.name), _encode(spec, source)),
+        ("SADD", keys.key("workers"), spec.name),
+    ))
+
+
+def unregister(name: str) -> Op[bool]:
+    """Forget a definition and its Dramatiq queue; answers whether it existed. Tasks are handled before."""
+    return Op(lambda raw: bool(raw[0]), commands=(
+        ("DEL", keys.key("worker_def", worker=name)),
+        ("SREM", keys.key("workers"), name),
+        ("DEL", keys.key("dq_queue", worker=name), keys.key("dq_msgs", worker=name),
+         keys.key("worker_wake", worker=name), keys.key("worker_procs", worker=name)),
+    ))
+
+
+def get_def(name: str) -> Op[tuple[WorkerSpec, str] | None]:
+    """The definition and its source, or None."""
+    return Op(lambda raw: _decode(raw) if raw else None, command=("GET", keys.key("worker_def", worker=name)))
+
+
+def list_names() -> Op[list[str]]:
+    """Names of every defined worker, sorted."""
+    return Op(lambda raw: sorted(raw), command=("SMEMBERS", keys.key("workers")))
+
+
+def heartbeat(*, proc_id: str, specs: list[WorkerSpec], now_ms: int, ttl_ms: int, host: str, pid: int,
+              errors: dict[str, str] | None = None) -> Op[None]:
+    """Mark a process alive for ``ttl_ms`` and record which workers it serves with what concurrency."""
+    errors = errors or {}
+    proc_key = keys.key("proc", proc=proc_id)
+    fields: list[Any] = ["host", host, "pid", pid, "seen", now_ms,
+                         "workers", ",".join(s.name for s in specs)]
+    for spec in specs:
+        fields += [f"concurrency:{spec.name}", spec.concurrency, f"error:{spec.name}", errors.get(spec.name, "")]
+    commands: list[tuple] = [("HSET", proc_key, *fields), ("PEXPIRE", proc_key, ttl_ms)]
+    commands += [("ZADD", keys.key("worker_procs", worker=s.name), now_ms, proc_id) for s in specs]
+    return Op(lambda raw: None, commands=tuple(commands))
+
+
+def deregister(*, proc_id: str, workers: list[str]) -> Op[None]:
+    """Forget a process that stopped cleanly (its tasks were finished or requeued before)."""
+    commands: list[tuple] = [("DEL", keys.key("proc", proc=proc_id), keys.key("proc_tasks", proc=proc_id),
+                              keys.key("proc_cancel", proc=proc_id))]
+    commands += [("ZREM", keys.key("worker_procs", worker=w), proc_id) for w in workers]
+    return Op(lambda raw: None, commands=tuple(commands))
+
+
+def status(names: list[str], *, online_since_ms: int) -> Op[list[WorkerStatus]]:
+    """Live status of the named workers (unknown names are left out), in the order given."""
+
+    def parse(raw: list[list[Any]]) -> list[WorkerStatus]:
+        out = []
+        for row in raw:
+            spec, source = _decode(row[1])
+            procs = [ProcessInfo(row[i], int(row[i + 1] or 0), row[i + 2]) for i in range(5, len(row), 3)]
+            last = int(float(row[4])) if row[4] else None
+            out.append(WorkerStatus(spec, source, int(row[2]), int(row[3]), last, procs))
+        return out
+
+    return Op(parse, script="worker_status", args=(online_since_ms, *names))

@@ -1,0 +1,180 @@
+"""The task service: what the API asks of the engine (submit, read, list, cancel, workers, health).
+
+Async, over an :class:`~engine.store.AsyncRunner`. Worker definitions are cached for ``DEFS_TTL_MS`` so a submit
+costs one Redis round trip; a named worker missing from the cache forces a refresh.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from config.settings import WorkerSpec
+from engine import keys, registry, tasks
+from engine.clock import now_ms
+from engine.dispatcher import plan
+from engine.errors import NoOnlineWorkers, QueueFull, TaskNotFound, ValidationFailed, WorkerNotFound
+from engine.ids import is_id, new_id
+from engine.models import TASK_STATES, Task
+from engine.store import AsyncRunner, Op
+from engine.submit import parse_submit
+
+__all__ = ["ServiceOptions", "TaskService"]
+
+DEFS_TTL_MS = 1000  # milliseconds a replica trusts its cached worker definitions
+MAX_PAGE = 500  # tasks per page at most
+DEFAULT_PAGE = 50  # tasks per page when no limit is given
+DEGRADED_FILL = 0.9  # fraction of total queue capacity above which /health says degraded
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    default_bound: int
+    offline_after_ms: int
+    max_lost: int
+
+
+class TaskService:
+    def __init__(self, runner: AsyncRunner, options: ServiceOptions) -> None:
+        self.runner = runner
+        self.options = options
+        self._defs: dict[str, WorkerSpec] = {}
+        self._defs_at = -DEFS_TTL_MS
+
+    # -- workers -------------------------------------------------------------------------------------------
+    async def _statuses(self) -> list[registry.WorkerStatus]:
+        names = await self.runner.run(registry.list_names())
+        online_since = now_ms() - self.options.offline_after_ms
+        return await self.runner.run(registry.status(names, online_since_ms=online_since))
+
+    async def _definitions(self, *, force: bool = False) -> dict[str, WorkerSpec]:
+        if force or now_ms() - self._defs_at > DEFS_TTL_MS:
+            self._defs = {s.spec.name: s.spec for s in await self._statuses()}
+            self._defs_at = now_ms()
+        return self._defs
+
+    async def workers(self) -> list[dict[str, Any]]:
+        now = now_ms()
+        return [s.to_public(default_bound=self.options.default_bound, now_ms=now) for s in await self._statuses()]
+
+    async def worker(self, name: str) -> dict[str, Any]:
+        for status in await self._statuses():
+            if status.spec.name == name:
+                return status.to_public(default_bound=self.options.default_bound, now_ms=now_ms())
+        raise WorkerNotFound()
+
+    async def register_worker(self, spec: WorkerSpec, *, source: str) -> dict[str, Any]:
+        await self.runner.run(registry.register(spec, source=source))
+        self._defs_at = -DEFS_TTL_MS
+        return await self.worker(spec.name)
+
+    async def remove_worker(self, name: str) -> int:
+        """Delete a definition; its pending tasks fail with ``worker removed``. Answers how many failed."""
+        if await self.runner.run(registry.get_def(name)) is None:
+            raise WorkerNotFound()
+        await self.runner.run(registry.unregister(name))
+        self._defs_at = -DEFS_TTL_MS
+        ids = await self.runner.run(Op(list, command=("ZRANGE", keys.key("worker_active", worker=name), 0, -1)))
+        failed = 0
+        for task_id in ids:
+            applied, _ = await self.runner.run(tasks.finish(
+                task_id=task_id, proc_id="", now_ms=now_ms(), outcome="failed", text="worker removed",
+                expect_state="pending"))
+            failed += applied
+        return failed
+
+    # -- tasks ---------------------------------------------------------------------------------------------
+    async def submit(self, project: str, body: Any) -> tuple[Task, bool]:
+        """Store and enqueue a task; answers (task, created). ``created`` is False for an idempotent replay."""
+        request = parse_submit(body)
+        defs = await self._definitions(force=bool(request.worker) and request.worker not in self._defs)
+        chosen = plan(request, defs, default_bound=self.options.default_bound)
+        spec = defs.get(request.worker) if request.worker else None
+        task_id, now = new_id(), now_ms()
+        fields = {
+            "prompt": request.prompt,
+            "context": json.dumps(request.context) if request.context is not None else "",
+            "pool": request.pool or "",
+            "idempotency_key": request.idempotency_key or "",
+        }
+        if request.timeout is not None:
+            fields["timeout"] = str(request.timeout)
+        if request.max_retries is not None:
+            fields["max_retries"] = str(request.max_retries)
+        result = await self.runner.run(tasks.admit(
+            task_id=task_id, project=project, now_ms=now, candidates=chosen.candidates, policy=chosen.policy,
+            rr_group=chosen.rr_group, require_online=chosen.require_online,
+            online_since_ms=now - self.options.offline_after_ms, skipped=[], fields=fields,
+            idempotency_key=request.idempotency_key))
+        if result.status == "dup":
+            assert result.task_id is not None
+            return await self.get(project, result.task_id), False
+        if result.status == "full":
+            raise QueueFull(decision=result.decision)
+        if result.status == "offline":
+            if request.worker:
+                raise WorkerNotFound()
+            raise NoOnlineWorkers(decision=result.decision)
+        assert result.worker is not None
+        spec = spec or defs.get(result.worker)
+        return Task(
+            id=task_id, project=project, worker_name=result.worker, prompt=request.prompt, state="pending",
+            seq=0, created_at_ms=now, context=request.context, attempts=0,
+            max_retries=request.max_retries or (spec.max_retries if spec else 1),
+            timeout=request.timeout or (spec.timeout if spec else 0.0), pool=request.pool,
+            idempotency_key=request.idempotency_key, dispatch=result.decision or {},
+        ), True
+
+    async def get(self, project: str, task_id: str) -> Task:
+        task = await self.runner.run(tasks.get(task_id)) if is_id(task_id) else None
+        if task is None or task.project != project:
+            raise TaskNotFound()
+        return task
+
+    async def list(self, project: str, *, state: str | None, worker: str | None, limit: int | None,
+                   cursor: str | None) -> tuple[list[Task], str | None]:
+        """A page newest first and the cursor of the next page (None on the last page)."""
+        if state is not None and state not in TASK_STATES:
+            raise ValidationFailed(f"invalid state: must be one of {', '.join(TASK_STATES)}")
+        size = DEFAULT_PAGE if limit is None else limit
+        if not 1 <= size <= MAX_PAGE:
+            raise ValidationFailed(f"invalid limit: must be between 1 and {MAX_PAGE}")
+        below: int | None = None
+        if cursor:
+            if not cursor.isdigit():
+                raise ValidationFailed("invalid cursor")
+            below = int(cursor)
+        page = await self.runner.run(tasks.list_page(project=project, state=state, worker=worker,
+                                                     below_seq=below, limit=size))
+        next_cursor = str(page[-1].seq) if len(page) == size else None
+        return page, next_cursor
+
+    async def cancel(self, project: str, task_id: str) -> Task:
+        if not is_id(task_id):
+            raise TaskNotFound()
+        outcome, _ = await self.runner.run(tasks.cancel(task_id=task_id, project=project, now_ms=now_ms()))
+        if outcome == "missing":
+            raise TaskNotFound()
+        return await self.get(project, task_id)
+
+    # -- health and metrics ---------------------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        statuses = await self._statuses()
+        depth = sum(s.depth for s in statuses)
+        cap = sum(s.spec.max_queue_depth or self.options.default_bound for s in statuses)
+        online = sum(1 for s in statuses if s.processes)
+        degraded = cap > 0 and depth > DEGRADED_FILL * cap
+        return {
+            "status": "degraded" if degraded else "ok",
+            "queue_depth": depth,
+            "queue_cap": cap,
+            "workers": len(statuses),
+            "workers_online": online,
+            "redis": "ok",
+        }
+
+    async def metrics(self) -> dict[str, Any]:
+        counters = await self.runner.run(Op(dict, command=("HGETALL", keys.key("metrics"))))
+        latency = await self.runner.run(Op(dict, command=("HGETALL", keys.key("latency"))))
+        return {"counters": counters, "latency": latency, "workers": await self._statuses()}

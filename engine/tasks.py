@@ -1,0 +1,178 @@
+"""Task store operations: admit, claim, finish, cancel, get, list, reap. Each returns an :class:`Op`.
+
+The Lua scripts in ``engine/lua/`` hold the invariants (depth bound, exactly-once claim, exact indexes); this
+module only shapes their arguments and answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from engine import keys
+from engine.models import TASK_STATES, Task
+from engine.store import Op
+
+__all__ = [
+    "LATENCY_BUCKETS_MS",
+    "AdmitResult",
+    "Claim",
+    "admit",
+    "cancel",
+    "claim",
+    "finish",
+    "get",
+    "list_page",
+    "reap_dead",
+    "reap_due",
+    "reap_missing",
+]
+
+# Dispatch latency histogram bounds, in milliseconds (submit -> the worker process starts the run).
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+@dataclass(frozen=True)
+class AdmitResult:
+    """``status`` is ok (stored and queued), dup (an earlier task with the idempotency key), full, offline."""
+
+    status: str
+    task_id: str | None = None
+    worker: str | None = None
+    decision: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to a claim: run the task (``task`` set), or skip the message (``reason`` says why)."""
+
+    task: Task | None
+    reason: str = ""
+
+
+def _decision(raw: str) -> dict[str, Any]:
+    """The dispatch decision; Lua's cjson encodes an empty list as {}, so lists are restored here."""
+    decision = json.loads(raw)
+    for name in ("candidates", "skipped"):
+        if not decision.get(name):
+            decision[name] = []
+    return decision
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def admit(
+    *,
+    task_id: str,
+    project: str,
+    now_ms: int,
+    candidates: list[tuple[str, int]],
+    policy: str,
+    rr_group: str,
+    require_online: bool,
+    online_since_ms: int,
+    skipped: list[dict[str, Any]],
+    fields: dict[str, str],
+    idempotency_key: str | None,
+) -> Op[AdmitResult]:
+    """Store and enqueue a task on the first candidate (from the round-robin cursor) with room."""
+    args: list[Any] = [
+        task_id, project, now_ms, idempotency_key or "", rr_group, policy,
+        "1" if require_online else "0", online_since_ms, json.dumps(skipped), len(candidates),
+    ]
+    for name, bound in candidates:
+        args += [name, bound]
+    for name, value in fields.items():
+        args += [name, value]
+
+    def parse(raw: list[str]) -> AdmitResult:
+        status = raw[0]
+        if status == "ok":
+            return AdmitResult("ok", task_id=task_id, worker=raw[1], decision=_decision(raw[2]))
+        if status == "dup":
+            return AdmitResult("dup", task_id=raw[1])
+        return AdmitResult(status, decision=_decision(raw[1]))
+
+    return Op(parse, script="admit", args=tuple(args))
+
+
+def claim(*, task_id: str, proc_id: str, now_ms: int, max_lost: int) -> Op[Claim]:
+    """Move the task to ``dispatched`` for this process, unless it finished or runs elsewhere."""
+
+    def parse(raw: list[Any]) -> Claim:
+        if raw[0] == "run":
+            return Claim(Task.from_hash(_pairs(raw[1])))
+        return Claim(None, raw[1])
+
+    return Op(parse, script="claim", args=(task_id, proc_id, now_ms, max_lost, *LATENCY_BUCKETS_MS))
+
+
+def finish(
+    *,
+    task_id: str,
+    proc_id: str,
+    now_ms: int,
+    outcome: str,
+    text: str = "",
+    expect_state: str = "",
+    retry_at_ms: int = 0,
+    fields: dict[str, str] | None = None,
+) -> Op[tuple[bool, str]]:
+    """Record an outcome; answers (applied, state). Not applied when the task already finished elsewhere."""
+    args: list[Any] = [task_id, proc_id, now_ms, outcome, text, expect_state, retry_at_ms]
+    for name, value in (fields or {}).items():
+        args += [name, value]
+    return Op(lambda raw: (raw[0] == "ok", raw[1]), script="finish", args=tuple(args))
+
+
+def cancel(*, task_id: str, project: str, now_ms: int) -> Op[tuple[str, str | None]]:
+    """Cancel a task: (cancelled|signalled|final|missing, final state if any)."""
+    return Op(lambda raw: (raw[0], raw[1] if len(raw) > 1 else None), script="cancel",
+              args=(task_id, project, now_ms))
+
+
+def get(task_id: str) -> Op[Task | None]:
+    """The task, or None."""
+
+    def parse(raw: list[str] | dict[str, str]) -> Task | None:
+        h = raw if isinstance(raw, dict) else _pairs(raw)
+        return Task.from_hash(h) if h else None
+
+    return Op(parse, command=("HGETALL", keys.key("task", id=task_id)))
+
+
+def list_page(*, project: str, state: str | None, worker: str | None, below_seq: int | None,
+              limit: int) -> Op[list[Task]]:
+    """Newest first from the narrowest index; ``below_seq`` is the cursor of the previous page."""
+    if state is not None and state not in TASK_STATES:
+        raise ValueError(f"unknown state {state!r}")
+    if state and worker:
+        index = keys.key("idx_worker_state", project=project, worker=worker, state=state)
+    elif state:
+        index = keys.key("idx_state", project=project, state=state)
+    elif worker:
+        index = keys.key("idx_worker", project=project, worker=worker)
+    else:
+        index = keys.key("idx_all", project=project)
+    below = "+inf" if below_seq is None else str(below_seq)
+    return Op(lambda raw: [Task.from_hash(_pairs(h)) for h in raw], script="list_tasks",
+              args=(index, below, limit))
+
+
+def reap_dead(*, proc_id: str, workers: Iterable[str], now_ms: int, max_lost: int) -> Op[int]:
+    """Requeue the tasks of a process that stopped heartbeating and forget it; answers how many."""
+    return Op(int, script="reap", args=("dead", now_ms, max_lost, proc_id, *workers))
+
+
+def reap_due(*, task_ids: Iterable[str], now_ms: int) -> Op[int]:
+    """Enqueue delayed retries whose time has come."""
+    return Op(int, script="reap", args=("due", now_ms, 0, "", *task_ids))
+
+
+def reap_missing(*, task_ids: Iterable[str], now_ms: int) -> Op[int]:
+    """Enqueue again pending tasks whose Dramatiq message is gone."""
+    return Op(int, script="reap", args=("missing", now_ms, 0, "", *task_ids))

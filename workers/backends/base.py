@@ -1,0 +1,55 @@
+"""What every backend gets and gives back."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["Backend", "Outcome", "RunHandle", "TaskContext"]
+
+
+@dataclass
+class RunHandle:
+    """One run in progress. ``stop`` is set to abort it (cancel, or the process is stopping); ``reason`` says
+    which. Backends poll ``stop`` and kill what they started."""
+
+    task_id: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    reason: str = ""  # "cancelled" | "shutdown"
+
+    def abort(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self.stop.set()
+
+
+@dataclass
+class TaskContext:
+    """What a handler function receives."""
+
+    id: str
+    prompt: str
+    context: dict[str, Any] | None
+    worker: str
+    attempt: int
+    timeout: float  # seconds
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Record a trace event for this run (kept with the run's outcome)."""
+        self.events.append(dict(event))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended. ``status``: completed | failed | timeout | aborted. ``retryable`` failures may retry."""
+
+    status: str
+    output: str = ""
+    error: str = ""
+    exit_code: int | None = None
+    retryable: bool = True
+
+
+class Backend(Protocol):
+    def run(self, ctx: TaskContext, handle: RunHandle) -> Outcome: ...

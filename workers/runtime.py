@@ -1,0 +1,211 @@
+"""The worker runtime: one process serving one or more worker definitions.
+
+For each definition it runs a Dramatiq worker on the queue ``ty.w.<name>`` with ``concurrency`` threads. Each
+message is a task id: the runtime claims the task (skipping it if it finished or runs elsewhere), runs the
+backend with the task's timeout, and records the outcome. Around that it heartbeats, watches for cancels, and
+runs the reaper. ``stop()`` drains: running tasks get ``drain_timeout`` to finish, then are aborted and requeued.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import dramatiq
+import redis
+
+from config import defaults
+from config.settings import WorkerSpec
+from engine import keys, registry, tasks
+from engine.clock import now_ms
+from engine.errors import StoreUnavailable
+from engine.ids import new_id
+from engine.models import Task
+from engine.reaper import Reaper, ReaperOptions
+from engine.store import SyncRunner
+from workers.backends import Backend, Outcome, RunHandle, TaskContext, backend_for
+from workers.backends.endpoint import check_health
+from workers.broker import TaskyardBroker
+from workers.liveness import CancelWatcher, Loop, ReaperLoop
+
+__all__ = ["RuntimeOptions", "WorkerRuntime"]
+
+logger = logging.getLogger(__name__)
+
+DRAMATIQ_WORKER_TIMEOUT_MS = 100  # milliseconds Dramatiq's threads wait on their in-process queues
+RECORD_RETRY_S = 1.0  # seconds between attempts to record an outcome while Redis is unreachable
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    redis_url: str
+    heartbeat_interval_s: float
+    offline_after_s: float
+    drain_timeout_s: float
+    poll_timeout_s: float
+    task_expiry_s: float
+    max_lost: int
+    source: str = "process"  # who defines the workers: config | process
+    run_reaper: bool = True
+
+
+class WorkerRuntime:
+    def __init__(self, specs: list[WorkerSpec], options: RuntimeOptions, *,
+                 base_env: Mapping[str, str] | None = None) -> None:
+        if not specs:
+            raise ValueError("a worker runtime needs at least one worker definition")
+        self.specs = specs
+        self.options = options
+        self.proc_id = new_id()
+        self.base_env = dict(base_env if base_env is not None else os.environ)
+        self.client = redis.Redis.from_url(options.redis_url, decode_responses=True)
+        self.runner = SyncRunner(self.client)
+        self.backends: dict[str, Backend] = {s.name: backend_for(s, base_env=self.base_env) for s in specs}
+        self.running: dict[str, RunHandle] = {}
+        self.stopping = threading.Event()
+        self.health_errors: dict[str, str] = {}
+        self._dramatiq: list[dramatiq.Worker] = []
+        self._loops: list[Loop | CancelWatcher] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        for spec in self.specs:
+            self.runner.run(registry.register(spec, source=self.options.source))
+        self._heartbeat()
+        self._loops.append(Loop("heartbeat", self.options.heartbeat_interval_s, self._heartbeat))
+        self._loops.append(CancelWatcher(redis.Redis.from_url(self.options.redis_url, decode_responses=True),
+                                         self.proc_id, self._on_cancel))
+        if self.options.run_reaper:
+            self._loops.append(ReaperLoop(Reaper(self.runner, ReaperOptions(
+                offline_after_ms=int(self.options.offline_after_s * 1000),
+                task_expiry_ms=int(self.options.task_expiry_s * 1000),
+                max_lost=self.options.max_lost), owner=self.proc_id)))
+        for loop in self._loops:
+            loop.start()
+        for spec in self.specs:
+            self._dramatiq.append(self._start_consumer(spec))
+        logger.info("worker process started", extra={"proc": self.proc_id,
+                                                     "workers": [s.name for s in self.specs]})
+
+    def _start_consumer(self, spec: WorkerSpec) -> dramatiq.Worker:
+        broker = TaskyardBroker(url=self.options.redis_url,
+                                heartbeat_timeout_ms=int(self.options.offline_after_s * 1000),
+                                poll_timeout_s=self.options.poll_timeout_s)
+        backend = self.backends[spec.name]
+
+        def run_task(task_id: str) -> None:
+            self._run(spec, backend, task_id)
+
+        dramatiq.Actor(run_task, broker=broker, actor_name=keys.actor_name(spec.name),
+                       queue_name=keys.queue_name(spec.name), priority=0, options={})
+        worker = dramatiq.Worker(broker, queues={keys.queue_name(spec.name)}, worker_threads=spec.concurrency,
+                                 worker_timeout=DRAMATIQ_WORKER_TIMEOUT_MS)
+        worker.queue_prefetch = spec.concurrency  # hold no more messages than can run: nothing strands here
+        worker.start()
+        return worker
+
+    def stop(self) -> None:
+        """Drain: stop taking tasks, give running ones ``drain_timeout`` seconds, requeue the rest, deregister."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        logger.info("worker process stopping", extra={"proc": self.proc_id, "running": len(self.running)})
+        for worker in self._dramatiq:
+            for consumer in worker.consumers.values():
+                consumer.pause()  # fetch nothing more; what is already fetched goes back on the queue
+        deadline = time.monotonic() + self.options.drain_timeout_s
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for handle in list(self.running.values()):
+            handle.abort("shutdown")
+        for worker in self._dramatiq:
+            worker.stop(timeout=int(max(1.0, self.options.drain_timeout_s) * 1000) + 5000)
+            worker.broker.close()
+        for loop in self._loops:
+            loop.stop()
+        try:
+            # Anything still marked ours (a handler thread that would not stop) goes back on its queue.
+            self.runner.run(tasks.reap_dead(proc_id=self.proc_id, workers=[s.name for s in self.specs],
+                                            now_ms=now_ms(), max_lost=self.options.max_lost + 1))
+            self.runner.run(registry.deregister(proc_id=self.proc_id, workers=[s.name for s in self.specs]))
+        except StoreUnavailable:
+            logger.warning("could not deregister; the reaper will requeue this process's tasks")
+        logger.info("worker process stopped", extra={"proc": self.proc_id})
+
+    # -- loops ----------------------------------------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        for spec in self.specs:
+            if spec.endpoint:
+                self.health_errors[spec.name] = check_health(spec)
+        self.runner.run(registry.heartbeat(
+            proc_id=self.proc_id, specs=self.specs, now_ms=now_ms(),
+            ttl_ms=int(self.options.offline_after_s * 1000), host=socket.gethostname(), pid=os.getpid(),
+            errors=self.health_errors))
+
+    def _on_cancel(self, task_id: str) -> None:
+        handle = self.running.get(task_id)
+        if handle is not None:
+            logger.info("cancelling task", extra={"task_id": task_id})
+            handle.abort("cancelled")
+
+    # -- one task -------------------------------------------------------------------------------------------
+    def _run(self, spec: WorkerSpec, backend: Backend, task_id: str) -> None:
+        if self.stopping.is_set():
+            # Not ours to start any more: put a fresh message back for another process.
+            self._store(tasks.reap_due(task_ids=[task_id], now_ms=now_ms()))
+            return
+        claim = self._store(tasks.claim(task_id=task_id, proc_id=self.proc_id, now_ms=now_ms(),
+                                        max_lost=self.options.max_lost))
+        if claim.task is None:
+            logger.debug("message skipped", extra={"task_id": task_id, "reason": claim.reason})
+            return
+        task = claim.task
+        handle = RunHandle(task_id)
+        self.running[task_id] = handle
+        try:
+            ctx = TaskContext(id=task.id, prompt=task.prompt, context=task.context, worker=spec.name,
+                              attempt=task.attempts, timeout=task.timeout or spec.timeout)
+            try:
+                outcome = backend.run(ctx, handle)
+            except Exception as exc:  # a backend bug must not lose the task
+                logger.exception("backend raised", extra={"task_id": task_id})
+                outcome = Outcome("failed", error=f"{type(exc).__name__}: {exc}")
+            self._record(spec, task, handle, outcome)
+        finally:
+            self.running.pop(task_id, None)
+
+    def _record(self, spec: WorkerSpec, task: Task, handle: RunHandle, outcome: Outcome) -> None:
+        now = now_ms()
+        fields = {"exit_code": str(outcome.exit_code)} if outcome.exit_code is not None else {}
+        common = {"task_id": task.id, "proc_id": self.proc_id, "now_ms": now, "fields": fields}
+        max_attempts = task.max_retries or spec.max_retries
+        if handle.reason == "cancelled":
+            op = tasks.finish(outcome="cancelled", text="cancelled", **common)
+        elif handle.reason == "shutdown":
+            op = tasks.finish(outcome="requeue", text="", **common)
+        elif outcome.status == "completed":
+            op = tasks.finish(outcome="completed", text=outcome.output, **common)
+        elif outcome.retryable and task.attempts < max_attempts:
+            delay = min(defaults.RETRY_BACKOFF_BASE_S * 2 ** (task.attempts - 1), defaults.RETRY_BACKOFF_MAX_S)
+            op = tasks.finish(outcome="retry", text=outcome.error, retry_at_ms=now + int(delay * 1000), **common)
+        else:
+            op = tasks.finish(outcome="failed", text=outcome.error or outcome.status, **common)
+        applied, state = self._store(op, persist=True)
+        logger.info("task finished", extra={"task_id": task.id, "worker": spec.name, "state": state,
+                                            "applied": applied, "status": outcome.status})
+
+    def _store(self, op, *, persist: bool = False):  # type: ignore[no-untyped-def]
+        """Run an op; with ``persist``, keep trying through a Redis outage (an outcome must not be lost)."""
+        while True:
+            try:
+                return self.runner.run(op)
+            except StoreUnavailable:
+                if not persist or self.stopping.is_set():
+                    raise
+                logger.warning("store unavailable; will retry recording the outcome")
+                time.sleep(RECORD_RETRY_S)
