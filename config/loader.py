@@ -36,6 +36,17 @@ ENV_OVERRIDES = (
     "workers_dir",
 )
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false. YAML 1.1 reads mecha's ``on:`` key (and yes/no/off) as booleans."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
 BUILTIN_ECHO = {"name": "echo", "handler": "workers.builtin:echo", "concurrency": 4}
 
 
@@ -107,7 +118,7 @@ def _read_yaml(file: Path, issues: list[ConfigIssue]) -> dict[str, Any]:
         issues.append(ConfigIssue(str(file), "-", f"cannot read file: {exc.strerror or exc}"))
         return {}
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "-"

@@ -19,7 +19,7 @@ __all__ = ["Plan", "plan"]
 @dataclass(frozen=True)
 class Plan:
     policy: str  # named | pool | round-robin
-    candidates: list[tuple[str, int]]  # (worker, bound) in name order
+    candidates: list[tuple[str, int, int, float]]  # (worker, bound, max_retries, timeout s) in name order
     rr_group: str  # "" for a named worker
     require_online: bool
 
@@ -27,15 +27,15 @@ class Plan:
 def plan(request: SubmitRequest, defs: dict[str, WorkerSpec], *, default_bound: int) -> Plan:
     """Which workers may take the request, and how to choose. Raises WorkerNotFound / NoOnlineWorkers."""
 
-    def bound(spec: WorkerSpec) -> int:
-        return spec.max_queue_depth or default_bound
+    def candidate(spec: WorkerSpec) -> tuple[str, int, int, float]:
+        return spec.name, spec.max_queue_depth or default_bound, spec.max_retries, spec.timeout
 
     if request.worker:
         spec = defs.get(request.worker)
         if spec is None:
             raise WorkerNotFound()
         # A named worker that is offline still takes the task: it waits in its queue (DESIGN section 5).
-        return Plan("named", [(spec.name, bound(spec))], "", False)
+        return Plan("named", [candidate(spec)], "", False)
     if request.pool:
         members = [s for s in defs.values() if request.pool in s.pools]
         policy, group = "pool", f"pool:{request.pool}"
@@ -45,4 +45,4 @@ def plan(request: SubmitRequest, defs: dict[str, WorkerSpec], *, default_bound: 
     if not members:
         raise NoOnlineWorkers(decision={"policy": policy, "candidates": [], "skipped": []})
     members.sort(key=lambda s: s.name)
-    return Plan(policy, [(s.name, bound(s)) for s in members], group, True)
+    return Plan(policy, [candidate(s) for s in members], group, True)

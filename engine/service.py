@@ -90,7 +90,6 @@ class TaskService:
         request = parse_submit(body)
         defs = await self._definitions(force=bool(request.worker) and request.worker not in self._defs)
         chosen = plan(request, defs, default_bound=self.options.default_bound)
-        spec = defs.get(request.worker) if request.worker else None
         task_id, now = new_id(), now_ms()
         fields = {
             "prompt": request.prompt,
@@ -117,7 +116,7 @@ class TaskService:
                 raise WorkerNotFound()
             raise NoOnlineWorkers(decision=result.decision)
         assert result.worker is not None
-        spec = spec or defs.get(result.worker)
+        spec = defs.get(result.worker)
         return Task(
             id=task_id, project=project, worker_name=result.worker, prompt=request.prompt, state="pending",
             seq=0, created_at_ms=now, context=request.context, attempts=0,
@@ -177,4 +176,5 @@ class TaskService:
     async def metrics(self) -> dict[str, Any]:
         counters = await self.runner.run(Op(dict, command=("HGETALL", keys.key("metrics"))))
         latency = await self.runner.run(Op(dict, command=("HGETALL", keys.key("latency"))))
-        return {"counters": counters, "latency": latency, "workers": await self._statuses()}
+        return {"counters": counters, "latency": latency, "workers": await self._statuses(),
+                "default_bound": self.options.default_bound}

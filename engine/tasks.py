@@ -70,7 +70,7 @@ def admit(
     task_id: str,
     project: str,
     now_ms: int,
-    candidates: list[tuple[str, int]],
+    candidates: list[tuple[str, int, int, float]],
     policy: str,
     rr_group: str,
     require_online: bool,
@@ -79,13 +79,16 @@ def admit(
     fields: dict[str, str],
     idempotency_key: str | None,
 ) -> Op[AdmitResult]:
-    """Store and enqueue a task on the first candidate (from the round-robin cursor) with room."""
+    """Store and enqueue a task on the first candidate (from the round-robin cursor) with room.
+
+    Each candidate is (worker, bound, default max_retries, default timeout in seconds); ``fields`` that set
+    max_retries or timeout override the chosen worker's defaults (later fields win in HSET)."""
     args: list[Any] = [
         task_id, project, now_ms, idempotency_key or "", rr_group, policy,
         "1" if require_online else "0", online_since_ms, json.dumps(skipped), len(candidates),
     ]
-    for name, bound in candidates:
-        args += [name, bound]
+    for name, bound, retries, timeout in candidates:
+        args += [name, bound, retries, timeout]
     for name, value in fields.items():
         args += [name, value]
 

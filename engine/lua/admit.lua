@@ -1,5 +1,6 @@
 -- admit(task_id, project, now_ms, idem_key, rr_group, policy, require_online, online_since_ms,
---       skipped_json, n_candidates, [name, bound] * n, [field, value] * rest)
+--       skipped_json, n_candidates, [name, bound, max_retries, timeout] * n, [field, value] * rest)
+-- A candidate's max_retries and timeout are the defaults written when the fields do not set them.
 -- Picks a worker among the candidates (round-robin from the group's cursor when rr_group is set), checks its
 -- depth against its bound, writes the task and its indexes, and enqueues the Dramatiq message: all or nothing.
 -- Returns {"ok", worker, decision_json} | {"dup", task_id} | {"full", decision_json} | {"offline", decision_json}
@@ -21,10 +22,12 @@ if group ~= "" and n > 0 then
   start = (redis.call("incr", k_rr(group)) - 1) % n
 end
 
-local candidates, chosen, any_online = {}, nil, false
+local STRIDE = 4
+local candidates, chosen, chosen_at, any_online = {}, nil, nil, false
 for i = 0, n - 1 do
   local j = (start + i) % n
-  local name, bound = ARGV[11 + 2 * j], tonumber(ARGV[12 + 2 * j])
+  local at = 11 + STRIDE * j
+  local name, bound = ARGV[at], tonumber(ARGV[at + 1])
   table.insert(candidates, name)
   if not chosen then
     local online = redis.call("zcount", k_worker_procs(name), online_since, "+inf") > 0
@@ -38,7 +41,7 @@ for i = 0, n - 1 do
       if depth >= bound then
         table.insert(skipped, {worker = name, reason = "full", depth = depth, bound = bound})
       else
-        chosen = name
+        chosen, chosen_at = name, at
       end
     end
   end
@@ -59,8 +62,9 @@ local decision_json = cjson.encode(decision)
 local t = k_task(id)
 local seq = redis.call("incr", k_task_seq())
 local fields = {"id", id, "project", project, "worker_name", chosen, "created_at", now, "seq", seq,
-                "attempts", 0, "lost", 0, "dispatch", decision_json}
-for i = 11 + 2 * n, #ARGV do
+                "attempts", 0, "lost", 0, "dispatch", decision_json,
+                "max_retries", ARGV[chosen_at + 2], "timeout", ARGV[chosen_at + 3]}
+for i = 11 + STRIDE * n, #ARGV do
   table.insert(fields, ARGV[i])
 end
 redis.call("hset", t, unpack(fields))

@@ -1,0 +1,56 @@
+"""The Litestar app factory: routes, error mapping, auth, and a lifespan that owns the Redis client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from api.auth import AuthGate, key_table, scope_guard
+from api.controllers import HealthController, TaskController, WorkerController
+from api.errors import EXCEPTION_HANDLERS
+from config import defaults
+from config.settings import Settings
+from engine.service import ServiceOptions, TaskService
+from engine.store import AsyncRunner
+
+__all__ = ["create_app"]
+
+REDIS_SOCKET_TIMEOUT_S = 5.0  # seconds an API call waits on Redis before answering 503
+
+
+def create_app(settings: Settings, *, redis_url: str) -> Any:
+    """The ASGI app: Litestar behind the auth gate. ``redis_url`` is resolved by the caller (embedded or not)."""
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        client = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+                                   socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S, health_check_interval=30)
+        state["service"] = TaskService(AsyncRunner(client), ServiceOptions(
+            default_bound=settings.max_queue_depth, offline_after_ms=int(settings.offline_after_s * 1000),
+            max_lost=settings.max_lost_deliveries))
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    def provide_service() -> TaskService:
+        return state["service"]
+
+    app = Litestar(
+        route_handlers=[HealthController, TaskController, WorkerController],
+        dependencies={"service": Provide(provide_service, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        guards=[scope_guard],
+        lifespan=[lifespan],
+        request_max_body_size=defaults.MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(title="Taskyard", version="0.1.0", path="/schema"),
+        logging_config=None,
+    )
+    return AuthGate(app, key_table(settings))

@@ -1,0 +1,105 @@
+"""API keys, projects and scopes.
+
+An outer ASGI gate authenticates every request before routing, so unknown paths answer 401 too (not 404)
+when a key is configured. Keys are held only as SHA-256 digests. Scopes are checked per route by a guard
+(``opt={"scope": ...}``); ``admin`` holds every scope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+
+from config import defaults
+from config.settings import Settings
+from engine.errors import Forbidden
+
+__all__ = ["OPEN_PATHS", "AuthGate", "Principal", "principal_of", "scope_guard"]
+
+OPEN_PATHS = frozenset({"/health", "/metrics"})
+_SCOPE_KEY = "taskyard.principal"
+
+
+@dataclass(frozen=True)
+class Principal:
+    project: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+ANONYMOUS = Principal(defaults.DEFAULT_PROJECT, frozenset({"admin"}))
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def key_table(settings: Settings) -> dict[str, Principal]:
+    """SHA-256 of each configured key -> who it is."""
+    table: dict[str, Principal] = {}
+    if settings.api_key:
+        table[_digest(settings.api_key)] = ANONYMOUS
+    for spec in settings.api_keys:
+        table[_digest(spec.key)] = Principal(spec.project, frozenset(spec.scopes))
+    return table
+
+
+class AuthGate:
+    """ASGI middleware in front of the whole app."""
+
+    def __init__(self, app: Any, keys: dict[str, Principal]) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.keys:
+            if scope["type"] == "http":
+                scope[_SCOPE_KEY] = ANONYMOUS
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        principal = self.keys.get(_digest(_presented_key(scope["headers"])) or "")
+        if principal is None:
+            await _unauthorized(send)
+            return
+        scope[_SCOPE_KEY] = principal
+        await self.app(scope, receive, send)
+
+
+def _presented_key(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                return text[7:].strip()
+        elif name == b"x-api-key":
+            return value.decode("latin-1").strip()
+    return ""
+
+
+async def _unauthorized(send: Any) -> None:
+    body = json.dumps({"error": "unauthorized"}).encode()
+    await send({"type": "http.response.start", "status": 401, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"www-authenticate", b"Bearer")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def principal_of(connection: ASGIConnection) -> Principal:
+    return connection.scope.get(_SCOPE_KEY, ANONYMOUS)  # type: ignore[return-value]
+
+
+def scope_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """Refuse with 403 when the key lacks the route's scope (``opt={"scope": "submit"}``)."""
+    need = handler.opt.get("scope")
+    if need and not principal_of(connection).allows(need):
+        raise Forbidden()

@@ -1,0 +1,134 @@
+"""``taskyard``: the composition root. Reads settings (the only place they are read) and wires the parts.
+
+    taskyard serve [--config F] [--host H] [--port P] [--no-workers]
+    taskyard worker [--config F] [NAME ...] | --name N (--command C | --endpoint URL | --handler mod:fn)
+    taskyard config check [--config F]
+
+Exit codes: 0 ok, 1 runtime failure (Redis unreachable, a backend that cannot load), 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from config.loader import load_settings
+from config.settings import Settings
+from engine import registry
+from engine.embedded import EmbeddedRedis
+from engine.errors import ConfigError, TaskyardError
+from engine.reaper import Reaper, ReaperOptions
+from engine.store import SyncRunner
+from workers.cli import add_worker_arguments, run_worker, runtime_options
+from workers.liveness import ReaperLoop
+from workers.logs import setup_logging
+from workers.runtime import WorkerRuntime
+
+__all__ = ["main"]
+
+logger = logging.getLogger("taskyard")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskyard", description="Taskyard: a control plane for AI-agent workers")
+    sub = parser.add_subparsers(dest="command_name", required=True)
+
+    serve = sub.add_parser("serve", help="run the API (and, unless --no-workers, the configured workers)")
+    serve.add_argument("--config", help="config file (default: ./taskyard.yaml or $TASKYARD_CONFIG)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-workers", action="store_true", help="run no configured workers in this process")
+
+    worker = sub.add_parser("worker", help="run a worker process")
+    worker.add_argument("--config", help="config file (default: ./taskyard.yaml or $TASKYARD_CONFIG)")
+    add_worker_arguments(worker)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config without starting anything")
+    check.add_argument("--config", help="config file (default: ./taskyard.yaml or $TASKYARD_CONFIG)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.command_name == "serve":
+        overrides = {"host": args.host, "port": args.port}
+    try:
+        settings = load_settings(args.config, env=os.environ, overrides=overrides)
+    except ConfigError as exc:
+        print(f"taskyard: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    if args.command_name == "config":
+        return _config_check(settings, args.config)
+    if args.command_name == "worker":
+        return run_worker(settings, args)
+    return _serve(settings, no_workers=args.no_workers)
+
+
+def _config_check(settings: Settings, path: str | None) -> int:
+    names = ", ".join(w.name for w in settings.workers) or "none"
+    print(f"config ok: {path or 'defaults'}: {len(settings.workers)} worker(s): {names}")
+    return 0
+
+
+def _serve(settings: Settings, *, no_workers: bool) -> int:
+    import redis
+    import uvicorn
+
+    from api.app import create_app
+
+    embedded = None
+    runtime: WorkerRuntime | None = None
+    reaper: ReaperLoop | None = None
+    try:
+        if settings.redis_url:
+            url = settings.redis_url
+        else:
+            embedded = EmbeddedRedis(settings.data_dir)
+            url = embedded.url
+        runner = SyncRunner(redis.Redis.from_url(url, decode_responses=True))
+        for spec in settings.workers:
+            runner.run(registry.register(spec, source="config"))
+        if no_workers or not settings.workers:
+            reaper = ReaperLoop(Reaper(runner, ReaperOptions(
+                offline_after_ms=int(settings.offline_after_s * 1000),
+                task_expiry_ms=int(settings.task_expiry * 1000),
+                max_lost=settings.max_lost_deliveries), owner=f"serve-{os.getpid()}"))
+            reaper.start()
+        else:
+            runtime = WorkerRuntime(settings.workers, runtime_options(settings, url, source="config"))
+            runtime.start()
+    except TaskyardError as exc:
+        print(f"taskyard serve: {exc.message}", file=sys.stderr)
+        return 1
+    app = create_app(settings, redis_url=url)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                                           access_log=False, lifespan="on"))
+    logger.info("taskyard serving", extra={"url": f"http://{settings.host}:{settings.port}",
+                                           "redis": "embedded" if embedded else "external",
+                                           "workers": "none" if runtime is None else len(settings.workers)})
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; a Python-level handler makes that re-raise
+    # harmless, so the drain below runs before the process exits.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        server.run()
+    finally:
+        if runtime is not None:
+            runtime.stop()
+        if reaper is not None:
+            reaper.stop()
+        if embedded is not None:
+            embedded.close()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

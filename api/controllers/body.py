@@ -1,0 +1,20 @@
+"""Reading JSON bodies with mecha's error for anything that is not JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar import Request
+
+from engine.errors import ValidationFailed
+
+__all__ = ["json_body"]
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("invalid request body") from None

@@ -1,0 +1,48 @@
+"""Workers: GET /workers, GET /workers/{name}, POST /workers, DELETE /workers/{name}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, post
+from pydantic import ValidationError
+
+from api.controllers.body import json_body
+from config.settings import WorkerSpec
+from engine.errors import Conflict, ValidationFailed
+from engine.service import TaskService
+
+__all__ = ["WorkerController"]
+
+
+class WorkerController(Controller):
+    tags = ["workers"]
+
+    @get("/workers", opt={"scope": "read"}, summary="List workers by name")
+    async def index(self, service: TaskService) -> list[dict[str, Any]]:
+        return await service.workers()
+
+    @get("/workers/{name:str}", opt={"scope": "read"}, summary="Get a worker")
+    async def show(self, service: TaskService, name: str) -> dict[str, Any]:
+        return await service.worker(name)
+
+    @post("/workers", status_code=201, opt={"scope": "admin"}, summary="Register a worker definition")
+    async def create(self, request: Request, service: TaskService) -> Response[dict[str, Any]]:
+        body = await json_body(request)
+        try:
+            spec = WorkerSpec.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            reason = first["msg"].removeprefix("Value error, ")
+            if first["type"] == "extra_forbidden":
+                reason = "unknown field"
+            raise ValidationFailed(f"invalid request body: {where}: {reason}") from None
+        if any(w["name"] == spec.name for w in await service.workers()):
+            raise Conflict("worker already exists")
+        return Response(await service.register_worker(spec, source="api"), status_code=201)
+
+    @delete("/workers/{name:str}", status_code=200, opt={"scope": "admin"}, summary="Remove a worker")
+    async def remove(self, service: TaskService, name: str) -> dict[str, Any]:
+        failed = await service.remove_worker(name)
+        return {"removed": name, "failed_tasks": failed}

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from engine.keys import TEMPLATES, key, lua_preamble
+from engine.registry import REDACTED, health_of, redact
+
+
+def test_health_follows_heartbeat_age() -> None:
+    now = 1_000_000_000
+    assert health_of(None, now) == "unknown"
+    assert health_of(now - 119_000, now) == "healthy"
+    assert health_of(now - 121_000, now) == "degraded"
+    assert health_of(now - 301_000, now) == "down"
+
+
+def test_redaction_hides_secret_looking_values_and_bearer_strings() -> None:
+    out = redact({"env": {"API_TOKEN": "t0k", "HOME": "/root"}, "headers": {"Authorization": "Bearer abc"},
+                  "command": ["curl", "-H", "Authorization: Bearer xyz"]})
+    assert out["env"] == {"API_TOKEN": REDACTED, "HOME": "/root"}
+    assert out["headers"]["Authorization"] == REDACTED
+    assert "xyz" not in str(out["command"])
+
+
+def test_every_key_template_is_a_lua_function_with_the_same_spelling() -> None:
+    preamble = lua_preamble()
+    for name in TEMPLATES:
+        assert f"local function k_{name}(" in preamble
+    assert key("task", id="ab") == "ty:task:ab"
+    assert 'return "ty:p:" .. tostring(project) .. ":tasks:s:" .. tostring(state)' in preamble

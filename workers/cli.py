@@ -1,0 +1,101 @@
+"""``taskyard worker``: a worker process for configured workers, or for one defined on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from pydantic import ValidationError
+
+from config.settings import Settings, WorkerSpec
+from engine.embedded import EmbeddedRedis
+from engine.errors import TaskyardError
+from workers.runtime import RuntimeOptions, WorkerRuntime
+
+__all__ = ["add_worker_arguments", "run_worker", "runtime_options"]
+
+logger = logging.getLogger(__name__)
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", help="configured workers to serve (default: all)")
+    parser.add_argument("--name", help="define a worker here instead of in the config")
+    backend = parser.add_mutually_exclusive_group()
+    backend.add_argument("--command", help='shell command, e.g. "python agent.py" (prompt on stdin)')
+    backend.add_argument("--endpoint", help="HTTP endpoint implementing mecha's worker contract")
+    backend.add_argument("--handler", help="Python function as package.module:function")
+    parser.add_argument("--concurrency", type=int, default=None, help="tasks at once in this process")
+    parser.add_argument("--timeout", default=None, help="task timeout (30s, 10m, 1h)")
+    parser.add_argument("--max-queue-depth", type=int, default=None)
+    parser.add_argument("--max-retries", type=int, default=None)
+    parser.add_argument("--pool", action="append", default=None, help="pool to join (repeatable)")
+    parser.add_argument("--cwd", default=None)
+
+
+def _cli_spec(args: argparse.Namespace) -> WorkerSpec:
+    fields: dict[str, Any] = {"name": args.name, "command": args.command, "endpoint": args.endpoint,
+                              "handler": args.handler, "concurrency": args.concurrency, "timeout": args.timeout,
+                              "max_queue_depth": args.max_queue_depth, "max_retries": args.max_retries,
+                              "pools": args.pool, "cwd": args.cwd}
+    return WorkerSpec.model_validate({k: v for k, v in fields.items() if v is not None})
+
+
+def runtime_options(settings: Settings, redis_url: str, *, source: str, run_reaper: bool = True) -> RuntimeOptions:
+    return RuntimeOptions(
+        redis_url=redis_url, heartbeat_interval_s=settings.heartbeat_interval,
+        offline_after_s=settings.offline_after_s, drain_timeout_s=settings.drain_timeout,
+        poll_timeout_s=settings.poll_timeout, task_expiry_s=settings.task_expiry,
+        max_lost=settings.max_lost_deliveries, source=source, run_reaper=run_reaper)
+
+
+def run_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve workers until SIGTERM/SIGINT, then drain. Returns the exit code."""
+    if args.name:
+        if args.names:
+            print("taskyard worker: give configured worker names or --name, not both", file=sys.stderr)
+            return 2
+        try:
+            specs = [_cli_spec(args)]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "worker"
+            print(f"taskyard worker: {where}: {first['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+            return 2
+        source = "process"
+    else:
+        if args.command or args.endpoint or args.handler:
+            print("taskyard worker: --command/--endpoint/--handler need --name", file=sys.stderr)
+            return 2
+        specs = [w for w in settings.workers if not args.names or w.name in args.names]
+        unknown = set(args.names) - {w.name for w in settings.workers}
+        if unknown:
+            print(f"taskyard worker: not in the config: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        source = "config"
+    embedded = None
+    try:
+        if settings.redis_url:
+            url = settings.redis_url
+        else:
+            embedded = EmbeddedRedis(settings.data_dir)
+            url = embedded.url
+        runtime = WorkerRuntime(specs, runtime_options(settings, url, source=source), base_env=os.environ)
+        runtime.start()
+    except TaskyardError as exc:
+        print(f"taskyard worker: {exc.message}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"taskyard worker: serving {', '.join(s.name for s in specs)} (process {runtime.proc_id})",
+          file=sys.stderr, flush=True)
+    stop.wait()
+    runtime.stop()
+    if embedded is not None:
+        embedded.close()
+    return 0
