@@ -1,0 +1,139 @@
+"""Claim, finish, retry and the reaper on a real Redis, driven op by op (no worker threads)."""
+
+from __future__ import annotations
+
+from engine import keys, tasks
+from engine.clock import now_ms
+from engine.reaper import Reaper, ReaperOptions
+from engine.store import SyncRunner
+from tests.integration.conftest import OFFLINE_AFTER_MS, ServiceHarness, define
+
+A, B = "a" * 32, "b" * 32
+
+
+def reaper(runner: SyncRunner) -> Reaper:
+    return Reaper(runner, ReaperOptions(offline_after_ms=OFFLINE_AFTER_MS, task_expiry_ms=3_600_000, max_lost=3),
+                  owner="test")
+
+
+def claim(runner: SyncRunner, task_id: str, proc: str) -> tasks.Claim:
+    return runner.run(tasks.claim(task_id=task_id, proc_id=proc, now_ms=now_ms(), max_lost=3))
+
+
+def kill(runner: SyncRunner, proc: str, worker: str) -> None:
+    """Make a process look dead: its heartbeat expired and its last score is old."""
+    runner.client.delete(keys.key("proc", proc=proc))
+    runner.client.zadd(keys.key("worker_procs", worker=worker), {proc: now_ms() - 10 * OFFLINE_AFTER_MS})
+
+
+def test_a_task_is_claimed_once_and_never_runs_again_after_it_finished(runner: SyncRunner, service: ServiceHarness,
+                                                                      spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)
+    task, _ = service(lambda s: s.submit("default", {"prompt": "x"}))
+    first = claim(runner, task.id, A)
+    assert first.task is not None and first.task.attempts == 1 and first.task.state == "dispatched"
+    assert claim(runner, task.id, B).reason == "running_elsewhere"
+    assert claim(runner, task.id, A).reason == "running_here"
+    assert runner.run(tasks.finish(task_id=task.id, proc_id=A, now_ms=now_ms(), outcome="completed",
+                                   text="out")) == (True, "completed")
+    assert claim(runner, task.id, B).reason == "completed"
+    done = service(lambda s: s.get("default", task.id))
+    assert (done.state, done.result, done.attempts) == ("completed", "out", 1)
+    assert runner.client.zcard(keys.key("worker_active", worker="w")) == 0
+    assert runner.client.hget(keys.key("metrics"), "tasks_completed") == "1"
+
+
+def test_reaper_requeues_the_tasks_of_a_dead_process(runner: SyncRunner, service: ServiceHarness,
+                                                     spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)
+    task, _ = service(lambda s: s.submit("default", {"prompt": "x"}))
+    assert claim(runner, task.id, A).task is not None
+    queue = keys.key("dq_queue", worker="w")
+    runner.client.delete(queue)  # Dramatiq's copy of the message is in A's (dead) hands
+    kill(runner, A, "w")
+
+    done = reaper(runner).tick()
+
+    assert done["dead_processes"] == 1 and done["requeued"] == 1
+    assert runner.client.llen(queue) == 1
+    again = claim(runner, task.id, B)
+    assert again.task is not None and again.task.lost == 1 and again.task.attempts == 2
+    assert runner.client.zscore(keys.key("worker_procs", worker="w"), A) is None
+
+
+def test_a_redelivered_message_takes_over_from_a_dead_owner(runner: SyncRunner, service: ServiceHarness,
+                                                            spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)
+    task, _ = service(lambda s: s.submit("default", {"prompt": "x"}))
+    claim(runner, task.id, A)
+    runner.client.delete(keys.key("proc", proc=A))
+    took = claim(runner, task.id, B)
+    assert took.task is not None and took.task.owner == B and took.task.lost == 1
+
+
+def test_a_task_that_keeps_losing_its_worker_fails_with_worker_lost(runner: SyncRunner, service: ServiceHarness,
+                                                                    spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)
+    task, _ = service(lambda s: s.submit("default", {"prompt": "x"}))
+    for _ in range(3):
+        claim(runner, task.id, A)
+        kill(runner, A, "w")
+        reaper(runner).tick()
+        runner.client.delete(keys.key("lock", name="reaper"))
+    lost = service(lambda s: s.get("default", task.id))
+    assert (lost.state, lost.error) == ("failed", "worker lost")
+
+
+def test_retry_waits_in_the_delayed_set_then_is_enqueued(runner: SyncRunner, service: ServiceHarness,
+                                                         spec_factory) -> None:
+    define(runner, spec_factory("w", max_retries=2), proc=A)
+    task, _ = service(lambda s: s.submit("default", {"prompt": "x"}))
+    claim(runner, task.id, A)
+    runner.client.delete(keys.key("dq_queue", worker="w"))
+    now = now_ms()
+    assert runner.run(tasks.finish(task_id=task.id, proc_id=A, now_ms=now, outcome="retry", text="boom",
+                                   retry_at_ms=now - 1)) == (True, "pending")
+    assert runner.client.zscore(keys.key("delayed"), task.id) == now - 1
+    assert runner.client.llen(keys.key("dq_queue", worker="w")) == 0
+
+    assert reaper(runner).tick()["retries_due"] == 1
+
+    assert runner.client.llen(keys.key("dq_queue", worker="w")) == 1
+    again = claim(runner, task.id, B)
+    assert again.task is not None and again.task.attempts == 2 and again.task.error == "boom"
+
+
+def test_an_early_message_does_not_run_a_retry_before_its_time(runner: SyncRunner, service: ServiceHarness,
+                                                              spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)
+    task, _ = service(lambda s: s.submit("default", {"prompt": "x"}))
+    claim(runner, task.id, A)
+    runner.run(tasks.finish(task_id=task.id, proc_id=A, now_ms=now_ms(), outcome="retry", text="boom",
+                            retry_at_ms=now_ms() + 60_000))
+    assert claim(runner, task.id, B).reason == "early"
+
+
+def test_a_lost_message_is_put_back_by_the_scan(runner: SyncRunner, service: ServiceHarness, spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)
+    task, _ = service(lambda s: s.submit("default", {"prompt": "x"}))
+    # Given the message vanished (a crash between fetch and claim) and the task is old enough
+    runner.client.delete(keys.key("dq_queue", worker="w"), keys.key("dq_msgs", worker="w"))
+    runner.client.zadd(keys.key("worker_active", worker="w"), {task.id: now_ms() - 120_000})
+    assert reaper(runner).tick()["missing"] == 1
+    assert runner.client.llen(keys.key("dq_queue", worker="w")) == 1
+    # A task whose message is still queued is left alone.
+    runner.client.delete(keys.key("lock", name="reaper"))
+    r = reaper(runner)
+    assert r.tick()["missing"] == 0
+
+
+def test_a_final_outcome_from_a_late_process_is_not_applied_twice(runner: SyncRunner, service: ServiceHarness,
+                                                                  spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)
+    task, _ = service(lambda s: s.submit("default", {"prompt": "x"}))
+    claim(runner, task.id, A)
+    assert runner.run(tasks.finish(task_id=task.id, proc_id=A, now_ms=now_ms(), outcome="completed",
+                                   text="one"))[0]
+    assert runner.run(tasks.finish(task_id=task.id, proc_id=B, now_ms=now_ms(), outcome="completed",
+                                   text="two")) == (False, "completed")
+    assert runner.client.hget(keys.key("metrics"), "tasks_completed") == "1"

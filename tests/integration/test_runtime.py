@@ -1,0 +1,203 @@
+"""The worker runtime with real Dramatiq threads, real subprocesses and a real local HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.settings import WorkerSpec
+from engine.models import Task
+from workers.runtime import RuntimeOptions, WorkerRuntime
+from tests.integration.conftest import ServiceHarness
+
+FINAL = {"completed", "failed", "cancelled"}
+
+
+@pytest.fixture()
+def start_runtime(redis_client, redis_url: str) -> Iterator[Callable[..., WorkerRuntime]]:
+    started: list[WorkerRuntime] = []
+
+    def start(*specs: WorkerSpec, drain_timeout_s: float = 5.0) -> WorkerRuntime:
+        runtime = WorkerRuntime(list(specs), RuntimeOptions(
+            redis_url=redis_url, heartbeat_interval_s=0.5, offline_after_s=1.5, drain_timeout_s=drain_timeout_s,
+            poll_timeout_s=0.5, task_expiry_s=3600, max_lost=3))
+        runtime.start()
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in started:
+        runtime.stop()
+
+
+def wait_task(service: ServiceHarness, task_id: str, *, states: set[str] = FINAL, timeout: float = 15) -> Task:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = service(lambda s: s.get("default", task_id))
+        if task.state in states or time.monotonic() > deadline:
+            return task
+        time.sleep(0.05)
+
+
+def submit(service: ServiceHarness, **body: Any) -> Task:
+    return service(lambda s: s.submit("default", body))[0]
+
+
+def test_dramatiq_consumes_the_message_admission_wrote(start_runtime, service: ServiceHarness) -> None:
+    # The admission script writes Dramatiq 2.2.1's Redis layout by hand; a real Dramatiq worker must read it.
+    start_runtime(WorkerSpec(name="echo", handler="workers.builtin:echo"))
+    task = wait_task(service, submit(service, prompt="hello there").id)
+    assert (task.state, task.result, task.attempts) == ("completed", "hello there", 1)
+    assert task.dispatched_at_ms is not None and task.completed_at_ms >= task.dispatched_at_ms
+
+
+def test_command_reads_stdin_and_argv_placeholder(start_runtime, service: ServiceHarness) -> None:
+    start_runtime(WorkerSpec(name="upper", command=["tr", "a-z", "A-Z"]),
+                  WorkerSpec(name="argv", command=["echo", "got: {prompt}"]))
+    a = submit(service, prompt="shout", worker="upper")
+    b = submit(service, prompt="hi", worker="argv")
+    assert wait_task(service, a.id).result == "SHOUT"
+    assert wait_task(service, b.id).result == "got: hi\n"
+
+
+def test_nonzero_exit_fails_with_code_and_stderr_tail(start_runtime, service: ServiceHarness) -> None:
+    start_runtime(WorkerSpec(name="bad", command=["sh", "-c", "echo partial; echo 'it broke' >&2; exit 7"]))
+    task = wait_task(service, submit(service, prompt="x").id)
+    assert task.state == "failed" and task.exit_code == 7
+    assert task.error == "exit code 7: it broke" and task.result is None
+
+
+def test_timeout_kills_the_whole_process_tree(start_runtime, service: ServiceHarness, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    start_runtime(WorkerSpec(name="slow", command=["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"]))
+    task = wait_task(service, submit(service, prompt="x", timeout=1).id)
+    assert task.state == "failed" and task.error == "timeout after 1s"
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the grandchild survived the timeout"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_cancel_kills_a_running_command(start_runtime, service: ServiceHarness) -> None:
+    start_runtime(WorkerSpec(name="slow", command=["sleep", "60"]))
+    task = submit(service, prompt="x")
+    wait_task(service, task.id, states={"dispatched"})
+    service(lambda s: s.cancel("default", task.id))
+    done = wait_task(service, task.id, timeout=10)
+    assert (done.state, done.error) == ("cancelled", "cancelled")
+
+
+def test_failed_attempts_retry_with_backoff_until_success(start_runtime, service: ServiceHarness,
+                                                          tmp_path: Path) -> None:
+    counter = tmp_path / "n"
+    script = f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n+1)) > {counter}; [ $n -ge 1 ] && echo ok"
+    start_runtime(WorkerSpec(name="flaky", command=["sh", "-c", script], max_retries=3))
+    task = wait_task(service, submit(service, prompt="x").id, timeout=20)
+    assert (task.state, task.result, task.attempts) == ("completed", "ok\n", 2)
+
+
+def test_graceful_stop_requeues_a_running_task_for_another_process(start_runtime, service: ServiceHarness,
+                                                                   tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    script = f"if [ -e {marker} ]; then echo second; else touch {marker}; sleep 60; fi"
+    spec = WorkerSpec(name="w", command=["sh", "-c", script])
+    first = start_runtime(spec, drain_timeout_s=0.5)
+    task = submit(service, prompt="x")
+    wait_task(service, task.id, states={"dispatched"})
+    first.stop()
+    assert wait_task(service, task.id, states={"pending"}).state == "pending"
+    start_runtime(spec)
+    done = wait_task(service, task.id)
+    assert (done.state, done.result) == ("completed", "second\n")
+
+
+def test_async_handler_and_handler_errors(start_runtime, service: ServiceHarness, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my_agent.py").write_text(
+        "async def run(ctx):\n    return {'echo': ctx.prompt, 'ctx': ctx.context}\n"
+        "def boom(ctx):\n    raise RuntimeError('no luck')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    start_runtime(WorkerSpec(name="a", handler="my_agent:run"), WorkerSpec(name="b", handler="my_agent:boom"))
+    ok = wait_task(service, submit(service, prompt="p", worker="a", context={"k": 1}).id)
+    bad = wait_task(service, submit(service, prompt="p", worker="b").id)
+    assert json.loads(ok.result or "") == {"echo": "p", "ctx": {"k": 1}}
+    assert (bad.state, bad.error) == ("failed", "RuntimeError: no luck")
+
+
+class _Endpoint(BaseHTTPRequestHandler):
+    calls: list[dict] = []
+    script: list[tuple[int, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls.append(body)
+        status, payload = type(self).script.pop(0) if type(self).script else (200, {"result": "done"})
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def endpoint() -> Iterator[str]:
+    _Endpoint.calls, _Endpoint.script = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_endpoint_contract_retries_5xx_and_fails_on_4xx(start_runtime, service: ServiceHarness,
+                                                        endpoint: str) -> None:
+    start_runtime(WorkerSpec(name="remote", endpoint=endpoint))
+    _Endpoint.script = [(503, {}), (200, {"result": "fine"})]
+    ok = wait_task(service, submit(service, prompt="p", context={"a": 1}).id)
+    assert (ok.state, ok.result) == ("completed", "fine")
+    assert _Endpoint.calls[-1] == {"id": ok.id, "prompt": "p", "context": {"a": 1}} and len(_Endpoint.calls) == 2
+    _Endpoint.script = [(400, {"error": "bad"})]
+    bad = wait_task(service, submit(service, prompt="p").id)
+    assert bad.state == "failed" and bad.error.startswith("HTTP 400")
+
+
+def test_worker_status_shows_processes_and_busy(start_runtime, service: ServiceHarness) -> None:
+    start_runtime(WorkerSpec(name="slow", command=["sleep", "60"], concurrency=1))
+    task = submit(service, prompt="x")
+    wait_task(service, task.id, states={"dispatched"})
+    (worker,) = service(lambda s: s.workers())
+    assert worker["state"] == "busy" and worker["running"] == 1 and worker["processes"] == 1
+    assert worker["health"] == "healthy" and worker["queue_depth"] == 1
+    service(lambda s: s.cancel("default", task.id))
+    wait_task(service, task.id)
+
+
+if sys.platform != "linux":  # pragma: no cover
+    pytest.skip("process-group tests need Linux", allow_module_level=True)
