@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -16,12 +15,12 @@ from api.controllers import HealthController, TaskController, WorkerController
 from api.errors import EXCEPTION_HANDLERS
 from config import defaults
 from config.settings import Settings
+from engine.connect import async_client
 from engine.service import ServiceOptions, TaskService
 from engine.store import AsyncRunner
 
 __all__ = ["create_app"]
 
-REDIS_SOCKET_TIMEOUT_S = 5.0  # seconds an API call waits on Redis before answering 503
 
 
 def create_app(settings: Settings, *, redis_url: str) -> Any:
@@ -30,8 +29,7 @@ def create_app(settings: Settings, *, redis_url: str) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        client = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-                                   socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S, health_check_interval=30)
+        client = async_client(redis_url)
         state["service"] = TaskService(AsyncRunner(client), ServiceOptions(
             default_bound=settings.max_queue_depth, offline_after_ms=int(settings.offline_after_s * 1000),
             max_lost=settings.max_lost_deliveries))

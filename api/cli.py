@@ -19,6 +19,7 @@ from typing import Any
 from config.loader import load_settings
 from config.settings import Settings
 from engine import registry
+from engine.connect import sync_client
 from engine.embedded import EmbeddedRedis
 from engine.errors import ConfigError, TaskyardError
 from engine.reaper import Reaper, ReaperOptions
@@ -79,7 +80,6 @@ def _config_check(settings: Settings, path: str | None) -> int:
 
 
 def _serve(settings: Settings, *, no_workers: bool) -> int:
-    import redis
     import uvicorn
 
     from api.app import create_app
@@ -93,7 +93,7 @@ def _serve(settings: Settings, *, no_workers: bool) -> int:
         else:
             embedded = EmbeddedRedis(settings.data_dir)
             url = embedded.url
-        runner = SyncRunner(redis.Redis.from_url(url, decode_responses=True))
+        runner = SyncRunner(sync_client(url))
         for spec in settings.workers:
             runner.run(registry.register(spec, source="config"))
         if no_workers or not settings.workers:

@@ -46,6 +46,8 @@ TEMPLATES: dict[str, str] = {
     # Dramatiq's Redis layout (dramatiq 2.2.1 dispatch.lua)
     "dq_queue": "ty:dq:ty.w.{worker}",  # list: message ids
     "dq_msgs": "ty:dq:ty.w.{worker}.msgs",  # hash: message id -> encoded message
+    "dq_acks": "ty:dq:__acks__.{broker}.ty.w.{worker}",  # set: ids a consumer fetched and has not acked
+    "dq_heartbeats": "ty:dq:__heartbeats__",  # zset: Dramatiq consumer id -> last call (ms)
 }
 
 _FIELD = re.compile(r"\{(\w+)\}")

@@ -6,6 +6,7 @@ costs one Redis round trip; a named worker missing from the cache forces a refre
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ class TaskService:
         self.options = options
         self._defs: dict[str, WorkerSpec] = {}
         self._defs_at = -DEFS_TTL_MS
+        self._refresh: asyncio.Task[None] | None = None
 
     # -- workers -------------------------------------------------------------------------------------------
     async def _statuses(self) -> list[registry.WorkerStatus]:
@@ -49,10 +51,16 @@ class TaskService:
         return await self.runner.run(registry.status(names, online_since_ms=online_since))
 
     async def _definitions(self, *, force: bool = False) -> dict[str, WorkerSpec]:
+        """Cached definitions; concurrent callers share one refresh instead of a stampede on Redis."""
         if force or now_ms() - self._defs_at > DEFS_TTL_MS:
-            self._defs = {s.spec.name: s.spec for s in await self._statuses()}
-            self._defs_at = now_ms()
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.ensure_future(self._load_definitions())
+            await asyncio.shield(self._refresh)
         return self._defs
+
+    async def _load_definitions(self) -> None:
+        self._defs = {s.spec.name: s.spec for s in await self._statuses()}
+        self._defs_at = now_ms()
 
     async def workers(self) -> list[dict[str, Any]]:
         now = now_ms()

@@ -17,11 +17,13 @@ from engine.store import Op
 
 __all__ = [
     "LATENCY_BUCKETS_MS",
+    "Ack",
     "AdmitResult",
     "Claim",
     "admit",
     "cancel",
     "claim",
+    "fetch_claim",
     "finish",
     "get",
     "list_page",
@@ -50,6 +52,16 @@ class Claim:
 
     task: Task | None
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Where the Dramatiq message that carried a run is held, so ``finish`` can acknowledge it."""
+
+    ack_key: str
+    msgs_key: str
+    redis_message_id: str
+    message_id: str
 
 
 def _decision(raw: str) -> dict[str, Any]:
@@ -114,6 +126,17 @@ def claim(*, task_id: str, proc_id: str, now_ms: int, max_lost: int) -> Op[Claim
     return Op(parse, script="claim", args=(task_id, proc_id, now_ms, max_lost, *LATENCY_BUCKETS_MS))
 
 
+def fetch_claim(*, worker: str, broker_id: str, proc_id: str, now_ms: int, max_lost: int,
+                room: int) -> Op[list[tuple[str, Claim]]]:
+    """Dramatiq's fetch of up to ``room`` messages fused with claiming their tasks: (message data, claim)."""
+
+    def parse(raw: list[Any]) -> list[tuple[str, Claim]]:
+        return [(raw[i], Claim(Task.from_hash(_pairs(raw[i + 1][1])))) for i in range(0, len(raw), 2)]
+
+    return Op(parse, script="fetch_claim",
+              args=(worker, broker_id, proc_id, now_ms, max_lost, room, *LATENCY_BUCKETS_MS))
+
+
 def finish(
     *,
     task_id: str,
@@ -124,9 +147,12 @@ def finish(
     expect_state: str = "",
     retry_at_ms: int = 0,
     fields: dict[str, str] | None = None,
+    ack: Ack | None = None,
 ) -> Op[tuple[bool, str]]:
-    """Record an outcome; answers (applied, state). Not applied when the task already finished elsewhere."""
+    """Record an outcome; answers (applied, state). Not applied when the task already finished elsewhere.
+    With ``ack``, the Dramatiq message that carried the run is acknowledged in the same call."""
     args: list[Any] = [task_id, proc_id, now_ms, outcome, text, expect_state, retry_at_ms]
+    args += [ack.ack_key, ack.msgs_key, ack.redis_message_id] if ack else ["", "", ""]
     for name, value in (fields or {}).items():
         args += [name, value]
     return Op(lambda raw: (raw[0] == "ok", raw[1]), script="finish", args=tuple(args))

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dramatiq
-import redis
 
 from config import defaults
 from config.settings import WorkerSpec
 from engine import keys, registry, tasks
 from engine.clock import now_ms
+from engine.connect import sync_client
 from engine.errors import StoreUnavailable
 from engine.ids import new_id
 from engine.models import Task
@@ -63,10 +63,12 @@ class WorkerRuntime:
         self.options = options
         self.proc_id = new_id()
         self.base_env = dict(base_env if base_env is not None else os.environ)
-        self.client = redis.Redis.from_url(options.redis_url, decode_responses=True)
+        self.client = sync_client(options.redis_url)
         self.runner = SyncRunner(self.client)
         self.backends: dict[str, Backend] = {s.name: backend_for(s, base_env=self.base_env) for s in specs}
         self.running: dict[str, RunHandle] = {}
+        self._early_cancels: set[str] = set()  # cancels that arrived before their run registered
+        self._running_lock = threading.Lock()
         self.stopping = threading.Event()
         self.health_errors: dict[str, str] = {}
         self._dramatiq: list[dramatiq.Worker] = []
@@ -78,7 +80,7 @@ class WorkerRuntime:
             self.runner.run(registry.register(spec, source=self.options.source))
         self._heartbeat()
         self._loops.append(Loop("heartbeat", self.options.heartbeat_interval_s, self._heartbeat))
-        self._loops.append(CancelWatcher(redis.Redis.from_url(self.options.redis_url, decode_responses=True),
+        self._loops.append(CancelWatcher(sync_client(self.options.redis_url, blocking_reads=True),
                                          self.proc_id, self._on_cancel))
         if self.options.run_reaper:
             self._loops.append(ReaperLoop(Reaper(self.runner, ReaperOptions(
@@ -93,13 +95,16 @@ class WorkerRuntime:
                                                      "workers": [s.name for s in self.specs]})
 
     def _start_consumer(self, spec: WorkerSpec) -> dramatiq.Worker:
-        broker = TaskyardBroker(url=self.options.redis_url,
+        broker = TaskyardBroker(url=self.options.redis_url, runner=self.runner, proc_id=self.proc_id,
+                                max_lost=self.options.max_lost,
                                 heartbeat_timeout_ms=int(self.options.offline_after_s * 1000),
                                 poll_timeout_s=self.options.poll_timeout_s)
         backend = self.backends[spec.name]
 
         def run_task(task_id: str) -> None:
-            self._run(spec, backend, task_id)
+            claim, ack = broker.take_claim()
+            if self._run(spec, backend, task_id, claim, ack) and ack is not None:
+                broker.acked_by_finish(ack)
 
         dramatiq.Actor(run_task, broker=broker, actor_name=keys.actor_name(spec.name),
                        queue_name=keys.queue_name(spec.name), priority=0, options={})
@@ -117,7 +122,9 @@ class WorkerRuntime:
         logger.info("worker process stopping", extra={"proc": self.proc_id, "running": len(self.running)})
         for worker in self._dramatiq:
             for consumer in worker.consumers.values():
-                consumer.pause()  # fetch nothing more; what is already fetched goes back on the queue
+                # Fetch nothing more (stop, not pause: a paused Dramatiq consumer sleeps 3 s to "restart").
+                # Running tasks still ack through it; Worker.stop below requeues anything fetched but not run.
+                consumer.stop()
         deadline = time.monotonic() + self.options.drain_timeout_s
         while self.running and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -148,25 +155,37 @@ class WorkerRuntime:
             errors=self.health_errors))
 
     def _on_cancel(self, task_id: str) -> None:
-        handle = self.running.get(task_id)
-        if handle is not None:
-            logger.info("cancelling task", extra={"task_id": task_id})
-            handle.abort("cancelled")
+        with self._running_lock:
+            handle = self.running.get(task_id)
+            if handle is None:
+                # Claimed at fetch but not started yet: the run aborts as soon as it registers.
+                self._early_cancels.add(task_id)
+                return
+        logger.info("cancelling task", extra={"task_id": task_id})
+        handle.abort("cancelled")
 
     # -- one task -------------------------------------------------------------------------------------------
-    def _run(self, spec: WorkerSpec, backend: Backend, task_id: str) -> None:
-        if self.stopping.is_set():
-            # Not ours to start any more: put a fresh message back for another process.
-            self._store(tasks.reap_due(task_ids=[task_id], now_ms=now_ms()))
-            return
-        claim = self._store(tasks.claim(task_id=task_id, proc_id=self.proc_id, now_ms=now_ms(),
-                                        max_lost=self.options.max_lost))
+    def _run(self, spec: WorkerSpec, backend: Backend, task_id: str, claim: tasks.Claim | None,
+             ack: tasks.Ack | None) -> bool:
+        """Run one claimed task; answers whether its finish call also acknowledged the message."""
+        if claim is None:  # not fetched by our consumer (cannot happen with TaskyardBroker): claim it now
+            claim = self._store(tasks.claim(task_id=task_id, proc_id=self.proc_id, now_ms=now_ms(),
+                                            max_lost=self.options.max_lost))
+            ack = None
         if claim.task is None:
             logger.debug("message skipped", extra={"task_id": task_id, "reason": claim.reason})
-            return
+            return False
         task = claim.task
         handle = RunHandle(task_id)
-        self.running[task_id] = handle
+        if self.stopping.is_set():
+            # Fetched just as the process began to stop: give it back for another process.
+            handle.abort("shutdown")
+            return self._record(spec, task, handle, Outcome("aborted", error="shutdown"), ack)
+        with self._running_lock:
+            self.running[task_id] = handle
+            if task_id in self._early_cancels:
+                self._early_cancels.discard(task_id)
+                handle.abort("cancelled")
         try:
             ctx = TaskContext(id=task.id, prompt=task.prompt, context=task.context, worker=spec.name,
                               attempt=task.attempts, timeout=task.timeout or spec.timeout)
@@ -175,14 +194,15 @@ class WorkerRuntime:
             except Exception as exc:  # a backend bug must not lose the task
                 logger.exception("backend raised", extra={"task_id": task_id})
                 outcome = Outcome("failed", error=f"{type(exc).__name__}: {exc}")
-            self._record(spec, task, handle, outcome)
+            return self._record(spec, task, handle, outcome, ack)
         finally:
             self.running.pop(task_id, None)
 
-    def _record(self, spec: WorkerSpec, task: Task, handle: RunHandle, outcome: Outcome) -> None:
+    def _record(self, spec: WorkerSpec, task: Task, handle: RunHandle, outcome: Outcome,
+                ack: tasks.Ack | None) -> bool:
         now = now_ms()
         fields = {"exit_code": str(outcome.exit_code)} if outcome.exit_code is not None else {}
-        common = {"task_id": task.id, "proc_id": self.proc_id, "now_ms": now, "fields": fields}
+        common = {"task_id": task.id, "proc_id": self.proc_id, "now_ms": now, "fields": fields, "ack": ack}
         max_attempts = task.max_retries or spec.max_retries
         if handle.reason == "cancelled":
             op = tasks.finish(outcome="cancelled", text="cancelled", **common)
@@ -198,6 +218,7 @@ class WorkerRuntime:
         applied, state = self._store(op, persist=True)
         logger.info("task finished", extra={"task_id": task.id, "worker": spec.name, "state": state,
                                             "applied": applied, "status": outcome.status})
+        return True
 
     def _store(self, op, *, persist: bool = False):  # type: ignore[no-untyped-def]
         """Run an op; with ``persist``, keep trying through a Redis outage (an outcome must not be lost)."""

@@ -32,7 +32,7 @@ def test_round_robin_over_two_worker_processes(cluster: Cluster, redis_url: str)
 
 
 def test_bound_holds_exactly_under_concurrent_http_submits(cluster: Cluster, redis_url: str) -> None:
-    external(cluster, redis_url, "  - {name: slow, command: [sleep, '30'], max_queue_depth: 20}\n")
+    external(cluster, redis_url, "  - {name: slow, command: [sleep, '30'], max_queue_depth: 20}\ndrain_timeout: 1s\n")
     api = cluster.serve("--no-workers")
     cluster.worker("slow")
 
@@ -92,7 +92,7 @@ def test_sigkilled_worker_task_completes_after_redelivery_within_30s(cluster: Cl
     api = cluster.serve("--no-workers")
     victim = cluster.worker("fragile")
     task = api.post("/task", json={"prompt": "x"}).json()
-    wait_for(lambda: api.get(f"/task/{task['id']}").json(), lambda t: t["state"] == "dispatched")
+    assert wait_for(lambda: (cluster.tmp / "once").exists(), bool)  # the command really started
 
     victim.popen.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()

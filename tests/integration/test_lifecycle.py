@@ -137,3 +137,34 @@ def test_a_final_outcome_from_a_late_process_is_not_applied_twice(runner: SyncRu
     assert runner.run(tasks.finish(task_id=task.id, proc_id=B, now_ms=now_ms(), outcome="completed",
                                    text="two")) == (False, "completed")
     assert runner.client.hget(keys.key("metrics"), "tasks_completed") == "1"
+
+
+def test_a_cancel_sent_to_a_process_that_died_still_holds(runner: SyncRunner, service: ServiceHarness,
+                                                         spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)
+    task, _ = service(lambda s: s.submit("default", {"prompt": "x"}))
+    claim(runner, task.id, A)
+    assert service(lambda s: s.cancel("default", task.id)).state == "dispatched"  # signalled to A
+    kill(runner, A, "w")
+    reaper(runner).tick()
+    assert claim(runner, task.id, B).reason == "cancelled"
+    assert service(lambda s: s.get("default", task.id)).state == "cancelled"
+
+
+def test_fetch_claim_hands_out_only_runnable_tasks_and_acks_the_rest(runner: SyncRunner, service: ServiceHarness,
+                                                                     spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)
+    first, _ = service(lambda s: s.submit("default", {"prompt": "1"}))
+    second, _ = service(lambda s: s.submit("default", {"prompt": "2"}))
+    service(lambda s: s.cancel("default", second.id))
+
+    got = runner.run(tasks.fetch_claim(worker="w", broker_id="brk", proc_id=A, now_ms=now_ms(), max_lost=3, room=5))
+
+    assert [c.task.id for _, c in got if c.task] == [first.id]
+    acks = keys.key("dq_acks", broker="brk", worker="w")
+    assert runner.client.scard(acks) == 1  # the runnable one waits for its finish to ack it
+    assert runner.client.hlen(keys.key("dq_msgs", worker="w")) == 1  # the cancelled one's message is gone
+    mid = runner.client.smembers(acks).pop()
+    runner.run(tasks.finish(task_id=first.id, proc_id=A, now_ms=now_ms(), outcome="completed", text="ok",
+                            ack=tasks.Ack(acks, keys.key("dq_msgs", worker="w"), mid, mid)))
+    assert runner.client.scard(acks) == 0 and runner.client.hlen(keys.key("dq_msgs", worker="w")) == 0

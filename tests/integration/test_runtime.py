@@ -121,7 +121,9 @@ def test_graceful_stop_requeues_a_running_task_for_another_process(start_runtime
     spec = WorkerSpec(name="w", command=["sh", "-c", script])
     first = start_runtime(spec, drain_timeout_s=0.5)
     task = submit(service, prompt="x")
-    wait_task(service, task.id, states={"dispatched"})
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:  # the command really started
+        time.sleep(0.02)
     first.stop()
     assert wait_task(service, task.id, states={"pending"}).state == "pending"
     start_runtime(spec)

@@ -1,0 +1,28 @@
+"""Redis clients with Taskyard's connection settings, for every process and script."""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aioredis
+
+__all__ = ["async_client", "sync_client"]
+
+SOCKET_TIMEOUT_S = 5.0  # seconds a call waits on Redis (or for a free pooled connection) before failing
+MAX_CONNECTIONS = 64  # pooled connections per client
+HEALTH_CHECK_S = 30  # seconds of idleness after which a pooled connection is pinged before use
+
+
+def async_client(url: str) -> aioredis.Redis:
+    """An asyncio client on a blocking pool: a burst waits for a free connection instead of failing."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
+        health_check_interval=HEALTH_CHECK_S)
+    return aioredis.Redis(connection_pool=pool, auto_close_connection_pool=True)
+
+
+def sync_client(url: str, *, blocking_reads: bool = False) -> redis.Redis:
+    """A blocking client. ``blocking_reads`` leaves the socket timeout off for BLPOP loops."""
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=SOCKET_TIMEOUT_S,
+        socket_timeout=None if blocking_reads else SOCKET_TIMEOUT_S, health_check_interval=HEALTH_CHECK_S)
