@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 __all__ = [
@@ -29,10 +29,10 @@ def _decision(raw: str | None) -> dict[str, Any]:
 
 def iso_ms(ms: str | int | float | None) -> str | None:
     """RFC 3339 UTC with milliseconds from epoch milliseconds; None stays None."""
-    if ms in (None, ""):
+    if ms is None or ms == "":
         return None
-    dt = datetime.fromtimestamp(int(float(ms)) / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    seconds, millis = divmod(int(ms) if isinstance(ms, int) else int(float(ms)), 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import inspect
 import json
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -38,14 +39,42 @@ def load_handler(path: str) -> Callable[..., Any]:
     return func
 
 
+class _ElasticPool:
+    """Threads for handler calls: reuse an idle one, or start one. A call that overruns its timeout keeps its
+    thread (Python cannot kill it) without taking capacity from later calls."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1
+        self._jobs.put(job)
+        if spawn:
+            threading.Thread(target=self._serve, name=f"handler-{self.name}", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()
+            with self._lock:
+                self._idle += 1
+
+
 class HandlerBackend:
     def __init__(self, spec: WorkerSpec) -> None:
         assert spec.handler
         self.func = load_handler(spec.handler)
         self.is_async = inspect.iscoroutinefunction(self.func)
+        self.pool = _ElasticPool(spec.name)
 
     def run(self, ctx: TaskContext, handle: RunHandle) -> Outcome:
         box: dict[str, Any] = {}
+        done = threading.Event()
 
         def call() -> None:
             try:
@@ -55,16 +84,16 @@ class HandlerBackend:
                     box["value"] = self.func(ctx)
             except BaseException as exc:  # noqa: BLE001 - any handler failure fails the task
                 box["error"] = exc
+            finally:
+                done.set()
 
-        thread = threading.Thread(target=call, name=f"handler-{ctx.id[:8]}", daemon=True)
-        thread.start()
+        self.pool.submit(call)
         deadline = time.monotonic() + ctx.timeout
-        while thread.is_alive():
+        while not done.wait(min(POLL_S, max(0.0, deadline - time.monotonic()))):
             if handle.stop.is_set():
                 return Outcome("aborted", error=handle.reason or "aborted")
             if time.monotonic() >= deadline:
                 return Outcome("timeout", error=f"timeout after {ctx.timeout:g}s")
-            thread.join(min(POLL_S, max(0.0, deadline - time.monotonic())))
         if "error" in box:
             exc = box["error"]
             return Outcome("failed", error=f"{type(exc).__name__}: {exc}")
