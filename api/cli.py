@@ -20,7 +20,7 @@ from config.loader import load_settings
 from config.settings import Settings
 from engine import registry
 from engine.connect import sync_client
-from engine.embedded import EmbeddedRedis
+from engine.embedded import resolve_redis
 from engine.errors import ConfigError, TaskyardError
 from engine.reaper import Reaper, ReaperOptions
 from engine.store import SyncRunner
@@ -88,11 +88,7 @@ def _serve(settings: Settings, *, no_workers: bool) -> int:
     runtime: WorkerRuntime | None = None
     reaper: ReaperLoop | None = None
     try:
-        if settings.redis_url:
-            url = settings.redis_url
-        else:
-            embedded = EmbeddedRedis(settings.data_dir)
-            url = embedded.url
+        url, embedded = resolve_redis(settings.redis_url, settings.data_dir)
         runner = SyncRunner(sync_client(url))
         for spec in settings.workers:
             runner.run(registry.register(spec, source="config"))

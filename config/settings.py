@@ -65,7 +65,7 @@ class RateLimitSpec(_Strict):
 class ApiKeySpec(_Strict):
     key: str = Field(min_length=1)
     project: str = Field(default=defaults.DEFAULT_PROJECT, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-    scopes: list[Scope] = Field(default_factory=lambda: ["admin"])
+    scopes: list[Scope] = Field(default_factory=lambda: ["admin"])  # type: ignore[arg-type]
     rate_limit: RateLimitSpec | None = None
 
 

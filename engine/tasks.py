@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import keys
-from engine.models import TASK_STATES, Task
+from engine.models import TASK_STATES, Task, decode_decision
 from engine.store import Op
 
 __all__ = [
@@ -64,15 +64,6 @@ class Ack:
     message_id: str
 
 
-def _decision(raw: str) -> dict[str, Any]:
-    """The dispatch decision; Lua's cjson encodes an empty list as {}, so lists are restored here."""
-    decision = json.loads(raw)
-    for name in ("candidates", "skipped"):
-        if not decision.get(name):
-            decision[name] = []
-    return decision
-
-
 def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -107,10 +98,10 @@ def admit(
     def parse(raw: list[str]) -> AdmitResult:
         status = raw[0]
         if status == "ok":
-            return AdmitResult("ok", task_id=task_id, worker=raw[1], decision=_decision(raw[2]))
+            return AdmitResult("ok", task_id=task_id, worker=raw[1], decision=decode_decision(raw[2]))
         if status == "dup":
             return AdmitResult("dup", task_id=raw[1])
-        return AdmitResult(status, decision=_decision(raw[1]))
+        return AdmitResult(status, decision=decode_decision(raw[1]))
 
     return Op(parse, script="admit", args=tuple(args))
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from config.settings import Settings, WorkerSpec
-from engine.embedded import EmbeddedRedis
+from engine.embedded import resolve_redis
 from engine.errors import TaskyardError
 from workers.runtime import RuntimeOptions, WorkerRuntime
 
@@ -79,11 +79,7 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
         source = "config"
     embedded = None
     try:
-        if settings.redis_url:
-            url = settings.redis_url
-        else:
-            embedded = EmbeddedRedis(settings.data_dir)
-            url = embedded.url
+        url, embedded = resolve_redis(settings.redis_url, settings.data_dir)
         runtime = WorkerRuntime(specs, runtime_options(settings, url, source=source), base_env=os.environ)
         runtime.start()
     except TaskyardError as exc:

@@ -66,7 +66,8 @@ class CancelWatcher(threading.Thread):
                 self.stopped.wait(CANCEL_WAIT_S)
                 continue
             if item:
-                self.on_cancel(item[1])
+                value = item[1]
+                self.on_cancel(value.decode() if isinstance(value, bytes) else value)
 
     def stop(self) -> None:
         self.stopped.set()

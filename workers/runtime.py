@@ -8,6 +8,7 @@ runs the reaper. ``stop()`` drains: running tasks get ``drain_timeout`` to finis
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -202,19 +203,20 @@ class WorkerRuntime:
                 ack: tasks.Ack | None) -> bool:
         now = now_ms()
         fields = {"exit_code": str(outcome.exit_code)} if outcome.exit_code is not None else {}
-        common = {"task_id": task.id, "proc_id": self.proc_id, "now_ms": now, "fields": fields, "ack": ack}
+        finish = functools.partial(tasks.finish, task_id=task.id, proc_id=self.proc_id, now_ms=now, fields=fields,
+                                   ack=ack)
         max_attempts = task.max_retries or spec.max_retries
         if handle.reason == "cancelled":
-            op = tasks.finish(outcome="cancelled", text="cancelled", **common)
+            op = finish(outcome="cancelled", text="cancelled")
         elif handle.reason == "shutdown":
-            op = tasks.finish(outcome="requeue", text="", **common)
+            op = finish(outcome="requeue", text="")
         elif outcome.status == "completed":
-            op = tasks.finish(outcome="completed", text=outcome.output, **common)
+            op = finish(outcome="completed", text=outcome.output)
         elif outcome.retryable and task.attempts < max_attempts:
             delay = min(defaults.RETRY_BACKOFF_BASE_S * 2 ** (task.attempts - 1), defaults.RETRY_BACKOFF_MAX_S)
-            op = tasks.finish(outcome="retry", text=outcome.error, retry_at_ms=now + int(delay * 1000), **common)
+            op = finish(outcome="retry", text=outcome.error, retry_at_ms=now + int(delay * 1000))
         else:
-            op = tasks.finish(outcome="failed", text=outcome.error or outcome.status, **common)
+            op = finish(outcome="failed", text=outcome.error or outcome.status)
         applied, state = self._store(op, persist=True)
         logger.info("task finished", extra={"task_id": task.id, "worker": spec.name, "state": state,
                                             "applied": applied, "status": outcome.status})

@@ -9,6 +9,7 @@ import time
 import httpx
 
 from tests.e2e.conftest import Cluster, wait_final, wait_for
+from tests.procfs import process_alive
 
 
 def external(cluster: Cluster, redis_url: str, workers: str) -> None:
@@ -73,15 +74,8 @@ def test_command_timeout_kills_the_process_tree(cluster: Cluster, redis_url: str
     done = wait_final(api, task["id"])
     assert done["state"] == "failed" and done["error"] == "timeout after 1s"
     pid = int(pidfile.read_text())
-    assert wait_for(lambda: _alive(pid), lambda alive: not alive, timeout=5) is False
+    assert wait_for(lambda: process_alive(pid), lambda alive: not alive, timeout=5) is False
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_sigkilled_worker_task_completes_after_redelivery_within_30s(cluster: Cluster, redis_url: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -16,8 +15,9 @@ import pytest
 
 from config.settings import WorkerSpec
 from engine.models import Task
-from workers.runtime import RuntimeOptions, WorkerRuntime
 from tests.integration.conftest import ServiceHarness
+from tests.procfs import process_alive
+from workers.runtime import RuntimeOptions, WorkerRuntime
 
 FINAL = {"completed", "failed", "cancelled"}
 
@@ -83,17 +83,10 @@ def test_timeout_kills_the_whole_process_tree(start_runtime, service: ServiceHar
     assert task.state == "failed" and task.error == "timeout after 1s"
     child = int(pidfile.read_text())
     deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
+    while process_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child), "the grandchild survived the timeout"
+    assert not process_alive(child), "the grandchild survived the timeout"
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_cancel_kills_a_running_command(start_runtime, service: ServiceHarness) -> None:
