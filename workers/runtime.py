@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 DRAMATIQ_WORKER_TIMEOUT_MS = 100  # milliseconds Dramatiq's threads wait on their in-process queues
 RECORD_RETRY_S = 1.0  # seconds between attempts to record an outcome while Redis is unreachable
+LOOP_JOIN_S = 2.0  # seconds to wait for each background loop to end when stopping
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class WorkerRuntime:
         self._running_lock = threading.Lock()
         self.stopping = threading.Event()
         self.health_errors: dict[str, str] = {}
-        self._dramatiq: list[dramatiq.Worker] = []
+        self._dramatiq: list[tuple[dramatiq.Worker, TaskyardBroker]] = []
         self._loops: list[Loop | CancelWatcher] = []
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ class WorkerRuntime:
         logger.info("worker process started", extra={"proc": self.proc_id,
                                                      "workers": [s.name for s in self.specs]})
 
-    def _start_consumer(self, spec: WorkerSpec) -> dramatiq.Worker:
+    def _start_consumer(self, spec: WorkerSpec) -> tuple[dramatiq.Worker, TaskyardBroker]:
         broker = TaskyardBroker(url=self.options.redis_url, runner=self.runner, proc_id=self.proc_id,
                                 max_lost=self.options.max_lost,
                                 heartbeat_timeout_ms=int(self.options.offline_after_s * 1000),
@@ -113,7 +114,7 @@ class WorkerRuntime:
                                  worker_timeout=DRAMATIQ_WORKER_TIMEOUT_MS)
         worker.queue_prefetch = spec.concurrency  # hold no more messages than can run: nothing strands here
         worker.start()
-        return worker
+        return worker, broker
 
     def stop(self) -> None:
         """Drain: stop taking tasks, give running ones ``drain_timeout`` seconds, requeue the rest, deregister."""
@@ -121,7 +122,7 @@ class WorkerRuntime:
             return
         self.stopping.set()
         logger.info("worker process stopping", extra={"proc": self.proc_id, "running": len(self.running)})
-        for worker in self._dramatiq:
+        for worker, _ in self._dramatiq:
             for consumer in worker.consumers.values():
                 # Fetch nothing more (stop, not pause: a paused Dramatiq consumer sleeps 3 s to "restart").
                 # Running tasks still ack through it; Worker.stop below requeues anything fetched but not run.
@@ -131,11 +132,14 @@ class WorkerRuntime:
             time.sleep(0.05)
         for handle in list(self.running.values()):
             handle.abort("shutdown")
-        for worker in self._dramatiq:
+        for worker, broker in self._dramatiq:
             worker.stop(timeout=int(max(1.0, self.options.drain_timeout_s) * 1000) + 5000)
-            worker.broker.close()
+            broker.close()
+            broker.client.connection_pool.disconnect()  # Dramatiq leaves its pool open
         for loop in self._loops:
             loop.stop()
+        for loop in self._loops:
+            loop.join(timeout=LOOP_JOIN_S)
         try:
             # Anything still marked ours (a handler thread that would not stop) goes back on its queue.
             self.runner.run(tasks.reap_dead(proc_id=self.proc_id, workers=[s.name for s in self.specs],
@@ -143,6 +147,10 @@ class WorkerRuntime:
             self.runner.run(registry.deregister(proc_id=self.proc_id, workers=[s.name for s in self.specs]))
         except StoreUnavailable:
             logger.warning("could not deregister; the reaper will requeue this process's tasks")
+        self.client.close()
+        for loop in self._loops:
+            if isinstance(loop, CancelWatcher):
+                loop.client.close()
         logger.info("worker process stopped", extra={"proc": self.proc_id})
 
     # -- loops ----------------------------------------------------------------------------------------------
