@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Handlers are imported by module path from the project the command runs in, as `python -m` would.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     overrides: dict[str, Any] = {}
     if args.command_name == "serve":
         overrides = {"host": args.host, "port": args.port}

@@ -97,3 +97,24 @@ def test_sigkilled_worker_task_completes_after_redelivery_within_30s(cluster: Cl
     assert done["state"] == "completed" and done["result"] == "survived\n"
     assert done["attempts"] == 2
     assert elapsed < 30, f"redelivery took {elapsed:.1f}s"
+
+
+def test_handler_from_the_working_directory_and_worker_crud(cluster: Cluster, redis_url: str) -> None:
+    external(cluster, redis_url, "  - {name: placeholder, handler: 'workers.builtin:echo', auto: false}\n")
+    (cluster.tmp / "my_agent.py").write_text("def run(ctx):\n    return ctx.prompt[::-1]\n")
+    api = cluster.serve("--no-workers")
+    cluster.worker("--name", "reverser", "--handler", "my_agent:run")
+    done = wait_final(api, api.post("/task", json={"prompt": "stressed"}).json()["id"])
+    assert done["result"] == "desserts" and done["worker_name"] == "reverser"
+
+    created = api.post("/workers", json={"name": "remote", "endpoint": "http://127.0.0.1:9", "pools": ["p"]})
+    assert created.status_code == 201 and created.json()["state"] == "offline"
+    assert api.post("/workers", json={"name": "remote", "handler": "a:b"}).status_code == 409
+    bad = api.post("/workers", json={"name": "x", "command": ["a"], "handler": "a:b"})
+    assert bad.status_code == 400 and "exactly one of command, endpoint or handler" in bad.json()["error"]
+    queued = api.post("/task", json={"prompt": "wait", "worker": "remote"}).json()
+    removed = api.delete("/workers/remote")
+    assert removed.json() == {"removed": "remote", "failed_tasks": 1}
+    assert api.get(f"/task/{queued['id']}").json()["error"] == "worker removed"
+    assert api.delete("/workers/remote").json() == {"error": "worker not found"}
+    assert [w["name"] for w in api.get("/workers").json()] == ["placeholder", "reverser"]
