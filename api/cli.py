@@ -19,9 +19,9 @@ from typing import Any
 from config.loader import find_config_file, load_settings
 from config.settings import Settings
 from engine import registry
-from engine.connect import sync_client
+from engine.connect import safe_url, sync_client
 from engine.embedded import resolve_redis
-from engine.errors import ConfigError, TaskyardError
+from engine.errors import ConfigError, StoreUnavailable, TaskyardError
 from engine.reaper import Reaper, ReaperOptions
 from engine.store import SyncRunner
 from workers.cli import add_worker_arguments, run_worker, runtime_options
@@ -105,6 +105,10 @@ def _serve(settings: Settings, *, no_workers: bool) -> int:
         else:
             runtime = WorkerRuntime(settings.workers, runtime_options(settings, url, source="config"))
             runtime.start()
+    except StoreUnavailable as exc:
+        where = safe_url(settings.redis_url) if settings.redis_url else f"the embedded Redis in {settings.data_dir}"
+        print(f"taskyard serve: cannot reach Redis at {where} ({exc.message})", file=sys.stderr)
+        return 1
     except TaskyardError as exc:
         print(f"taskyard serve: {exc.message}", file=sys.stderr)
         return 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import redis
 import redis.asyncio as aioredis
 
-__all__ = ["async_client", "sync_client"]
+__all__ = ["async_client", "safe_url", "sync_client"]
 
 SOCKET_TIMEOUT_S = 5.0  # seconds a call waits on Redis (or for a free pooled connection) before failing
 MAX_CONNECTIONS = 64  # pooled connections per client
@@ -26,3 +28,8 @@ def sync_client(url: str, *, blocking_reads: bool = False) -> redis.Redis:
     return redis.Redis.from_url(
         url, decode_responses=True, socket_connect_timeout=SOCKET_TIMEOUT_S,
         socket_timeout=None if blocking_reads else SOCKET_TIMEOUT_S, health_check_interval=HEALTH_CHECK_S)
+
+
+def safe_url(url: str) -> str:
+    """The Redis URL with any password replaced, for messages and logs."""
+    return re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url)

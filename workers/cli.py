@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from config.settings import Settings, WorkerSpec
+from engine.connect import safe_url
 from engine.embedded import resolve_redis
-from engine.errors import TaskyardError
+from engine.errors import StoreUnavailable, TaskyardError
 from workers.runtime import RuntimeOptions, WorkerRuntime
 
 __all__ = ["add_worker_arguments", "run_worker", "runtime_options"]
@@ -82,6 +83,10 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
         url, embedded = resolve_redis(settings.redis_url, settings.data_dir)
         runtime = WorkerRuntime(specs, runtime_options(settings, url, source=source), base_env=os.environ)
         runtime.start()
+    except StoreUnavailable as exc:
+        where = safe_url(settings.redis_url) if settings.redis_url else f"the embedded Redis in {settings.data_dir}"
+        print(f"taskyard worker: cannot reach Redis at {where} ({exc.message})", file=sys.stderr)
+        return 1
     except TaskyardError as exc:
         print(f"taskyard worker: {exc.message}", file=sys.stderr)
         return 1

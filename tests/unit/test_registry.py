@@ -26,3 +26,11 @@ def test_every_key_template_is_a_lua_function_with_the_same_spelling() -> None:
         assert f"local function k_{name}(" in preamble
     assert key("task", id="ab") == "ty:task:ab"
     assert 'return "ty:p:" .. tostring(project) .. ":tasks:s:" .. tostring(state)' in preamble
+
+
+def test_redis_urls_in_messages_hide_the_password() -> None:
+    from engine.connect import safe_url
+
+    assert safe_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
+    assert safe_url("rediss://user:p@ss@h/0") == "rediss://user:***@h/0"
+    assert safe_url("redis://h:6379/0") == "redis://h:6379/0"
