@@ -20,7 +20,7 @@ def async_client(url: str) -> aioredis.Redis:
         url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S,
         socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=HEALTH_CHECK_S)
-    return aioredis.Redis(connection_pool=pool, auto_close_connection_pool=True)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 def sync_client(url: str, *, blocking_reads: bool = False) -> redis.Redis:

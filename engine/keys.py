@@ -30,6 +30,7 @@ TEMPLATES: dict[str, str] = {
     "delayed": "ty:delayed",  # zset: task id -> due time (ms) of its next retry
     # workers and worker processes
     "workers": "ty:workers",  # set: names of defined workers
+    "workers_removed": "ty:workers:removed",  # set: removed workers whose processes or tasks remain
     "worker_def": "ty:w:{worker}:def",  # string: the definition as JSON
     "worker_active": "ty:w:{worker}:active",  # zset: pending + dispatched task ids by created_at (ms); depth
     "worker_running": "ty:w:{worker}:running",  # set: dispatched task ids

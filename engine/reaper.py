@@ -48,19 +48,25 @@ class Reaper:
             return {}
         now = now_ms()
         done = {"dead_processes": 0, "requeued": 0, "retries_due": 0, "missing": 0, "expired": 0}
-        names = self.runner.run(Op(list, command=("SMEMBERS", keys.key("workers"))))
+        removed = self.runner.run(Op(list, command=("SMEMBERS", keys.key("workers_removed"))))
+        names = self.runner.run(Op(list, command=("SMEMBERS", keys.key("workers")))) + removed
+        cutoff = now - self.options.offline_after_ms
         dead: dict[str, list[str]] = {}
         for name in names:
             stale = self.runner.run(Op(list, command=(
-                "ZRANGEBYSCORE", keys.key("worker_procs", worker=name), "-inf", now - self.options.offline_after_ms)))
+                "ZRANGEBYSCORE", keys.key("worker_procs", worker=name), "-inf", cutoff)))
             for proc in stale:
                 dead.setdefault(proc, []).append(name)
         for proc, workers in dead.items():
             n = self.runner.run(tasks.reap_dead(proc_id=proc, workers=workers, now_ms=now,
-                                                max_lost=self.options.max_lost))
+                                                max_lost=self.options.max_lost, cutoff_ms=cutoff))
+            if n < 0:  # it heartbeat between our read and the script: alive after all
+                continue
             logger.warning("worker process gone", extra={"proc": proc, "workers": workers, "requeued": n})
             done["dead_processes"] += 1
             done["requeued"] += n
+        for name in removed:
+            self._forget_if_drained(name)
         due = self.runner.run(Op(list, command=("ZRANGEBYSCORE", keys.key("delayed"), "-inf", now,
                                                 "LIMIT", 0, BATCH)))
         if due:
@@ -70,6 +76,13 @@ class Reaper:
             for name in names:
                 self._scan_worker(name, now, done)
         return done
+
+    def _forget_if_drained(self, name: str) -> None:
+        """Drop a removed worker from the reaper's watch once no process and no task of it remains."""
+        procs, active = self.runner.run(Op(list, commands=(
+            ("ZCARD", keys.key("worker_procs", worker=name)), ("ZCARD", keys.key("worker_active", worker=name)))))
+        if procs == 0 and active == 0:
+            self.runner.run(Op(bool, command=("SREM", keys.key("workers_removed"), name)))
 
     def _scan_worker(self, name: str, now: int, done: dict[str, int]) -> None:
         active = keys.key("worker_active", worker=name)

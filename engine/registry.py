@@ -120,16 +120,20 @@ def register(spec: WorkerSpec, *, source: str) -> Op[None]:
     return Op(lambda raw: None, commands=(
         ("SET", keys.key("worker_def", worker=spec.name), _encode(spec, source)),
         ("SADD", keys.key("workers"), spec.name),
+        ("SREM", keys.key("workers_removed"), spec.name),
     ))
 
 
 def unregister(name: str) -> Op[bool]:
-    """Forget a definition and its Dramatiq queue; answers whether it existed. Tasks are handled before."""
+    """Forget a definition and its Dramatiq queue; answers whether it existed. The name stays in
+    ``workers_removed`` until the reaper has seen its last process and task go, so a process that dies later
+    is still reaped and its tasks still fail with ``worker removed`` rather than waiting forever."""
     return Op(lambda raw: bool(raw[0]), commands=(
         ("DEL", keys.key("worker_def", worker=name)),
         ("SREM", keys.key("workers"), name),
+        ("SADD", keys.key("workers_removed"), name),
         ("DEL", keys.key("dq_queue", worker=name), keys.key("dq_msgs", worker=name),
-         keys.key("worker_wake", worker=name), keys.key("worker_procs", worker=name)),
+         keys.key("worker_wake", worker=name)),
     ))
 
 

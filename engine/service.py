@@ -78,7 +78,9 @@ class TaskService:
         return await self.worker(spec.name)
 
     async def remove_worker(self, name: str) -> int:
-        """Delete a definition; its pending tasks fail with ``worker removed``. Answers how many failed."""
+        """Delete a definition; its pending tasks fail with ``worker removed``. Answers how many failed here
+        (should this stop half way, the reaper fails the rest; tasks still running finish normally, and any
+        that would go back to the queue fail with ``worker removed`` instead)."""
         if await self.runner.run(registry.get_def(name)) is None:
             raise WorkerNotFound()
         await self.runner.run(registry.unregister(name))

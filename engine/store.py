@@ -19,7 +19,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from engine.errors import StoreUnavailable
+from engine.errors import StoreUnavailable, ValidationFailed
 from engine.keys import lua_preamble
 
 __all__ = ["AsyncRunner", "Op", "SyncRunner", "script_source"]
@@ -57,6 +57,8 @@ class SyncRunner:
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
 
     def run(self, op: Op[T]) -> T:
+        if not _encodable(op):
+            raise ValidationFailed("text is not valid UTF-8")
         try:
             if op.script is not None:
                 raw = self._scripts[op.script](args=list(op.args))
@@ -116,6 +118,16 @@ class AsyncRunner:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[tuple[Op[Any], asyncio.Future[Any]]]) -> None:
+        # An op Redis cannot encode fails alone, before it can break the pipeline it would share.
+        sendable = []
+        for op, future in batch:
+            if _encodable(op):
+                sendable.append((op, future))
+            else:
+                _settle(future, error=ValidationFailed("invalid request body: text is not valid UTF-8"))
+        batch = sendable
+        if not batch:
+            return
         try:
             pipe = self.client.pipeline(transaction=False)
             for op, _ in batch:
@@ -125,9 +137,13 @@ class AsyncRunner:
                     assert op.command is not None
                     pipe.execute_command(*op.command)
             results = await pipe.execute(raise_on_error=False)
-        except (redis.RedisError, OSError) as exc:
+        except BaseException as exc:  # every waiting caller must hear back, whatever went wrong
+            error = (StoreUnavailable(f"store unavailable: {type(exc).__name__}")
+                     if isinstance(exc, (redis.RedisError, OSError)) else exc)
             for _, future in batch:
-                _settle(future, error=StoreUnavailable(f"store unavailable: {type(exc).__name__}"))
+                _settle(future, error=error)
+            if not isinstance(exc, Exception):
+                raise
             return
         for (op, future), result in zip(batch, results, strict=True):
             if isinstance(result, NoScriptError) and op.script is not None:
@@ -140,6 +156,16 @@ class AsyncRunner:
                 _settle(future, error=StoreUnavailable(f"store unavailable: {type(result).__name__}: {result}"))
             else:
                 _settle(future, result=result)
+
+
+def _encodable(op: Op[Any]) -> bool:
+    try:
+        for arg in op.command if op.command is not None else op.args:
+            if isinstance(arg, str):
+                arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:

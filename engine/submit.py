@@ -22,6 +22,10 @@ def _opt_str(body: dict[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationFailed("invalid request body")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationFailed(f"invalid request body: {name} is not valid UTF-8") from None
     return value or None
 
 

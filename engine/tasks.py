@@ -28,6 +28,7 @@ __all__ = [
     "get",
     "list_page",
     "reap_dead",
+    "release_process",
     "reap_due",
     "reap_missing",
 ]
@@ -62,6 +63,15 @@ class Ack:
     msgs_key: str
     redis_message_id: str
     message_id: str
+
+
+def _utf8(text: str) -> str:
+    """Text as Redis can store it: a worker's output may carry lone surrogates; they become U+FFFD-like '?'."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
@@ -142,10 +152,10 @@ def finish(
 ) -> Op[tuple[bool, str]]:
     """Record an outcome; answers (applied, state). Not applied when the task already finished elsewhere.
     With ``ack``, the Dramatiq message that carried the run is acknowledged in the same call."""
-    args: list[Any] = [task_id, proc_id, now_ms, outcome, text, expect_state, retry_at_ms]
+    args: list[Any] = [task_id, proc_id, now_ms, outcome, _utf8(text), expect_state, retry_at_ms]
     args += [ack.ack_key, ack.msgs_key, ack.redis_message_id] if ack else ["", "", ""]
     for name, value in (fields or {}).items():
-        args += [name, value]
+        args += [name, _utf8(value)]
     return Op(lambda raw: (raw[0] == "ok", raw[1]), script="finish", args=tuple(args))
 
 
@@ -183,16 +193,22 @@ def list_page(*, project: str, state: str | None, worker: str | None, below_seq:
               args=(index, below, limit))
 
 
-def reap_dead(*, proc_id: str, workers: Iterable[str], now_ms: int, max_lost: int) -> Op[int]:
-    """Requeue the tasks of a process that stopped heartbeating and forget it; answers how many."""
-    return Op(int, script="reap", args=("dead", now_ms, max_lost, proc_id, *workers))
+def reap_dead(*, proc_id: str, workers: Iterable[str], now_ms: int, max_lost: int, cutoff_ms: int) -> Op[int]:
+    """Requeue the tasks of a process that stopped heartbeating and forget it; answers how many, or -1 when
+    the process turns out to be alive (a heartbeat newer than ``cutoff_ms`` arrived meanwhile)."""
+    return Op(int, script="reap", args=("dead", now_ms, max_lost, proc_id, cutoff_ms, *workers))
+
+
+def release_process(*, proc_id: str, workers: Iterable[str], now_ms: int) -> Op[int]:
+    """A process stopping cleanly gives back the tasks it still holds (not counted as lost deliveries)."""
+    return Op(int, script="reap", args=("release", now_ms, 1, proc_id, 0, *workers))
 
 
 def reap_due(*, task_ids: Iterable[str], now_ms: int) -> Op[int]:
     """Enqueue delayed retries whose time has come."""
-    return Op(int, script="reap", args=("due", now_ms, 0, "", *task_ids))
+    return Op(int, script="reap", args=("due", now_ms, 0, "", 0, *task_ids))
 
 
 def reap_missing(*, task_ids: Iterable[str], now_ms: int) -> Op[int]:
-    """Enqueue again pending tasks whose Dramatiq message is gone."""
-    return Op(int, script="reap", args=("missing", now_ms, 0, "", *task_ids))
+    """Enqueue again pending tasks whose Dramatiq message is gone (or fail them if their worker was removed)."""
+    return Op(int, script="reap", args=("missing", now_ms, 0, "", 0, *task_ids))

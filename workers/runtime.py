@@ -28,7 +28,7 @@ from engine.errors import StoreUnavailable
 from engine.ids import new_id
 from engine.models import Task
 from engine.reaper import Reaper, ReaperOptions
-from engine.store import SyncRunner
+from engine.store import Op, SyncRunner
 from workers.backends import Backend, Outcome, RunHandle, TaskContext, backend_for
 from workers.backends.endpoint import check_health
 from workers.broker import TaskyardBroker
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 DRAMATIQ_WORKER_TIMEOUT_MS = 100  # milliseconds Dramatiq's threads wait on their in-process queues
 RECORD_RETRY_S = 1.0  # seconds between attempts to record an outcome while Redis is unreachable
 LOOP_JOIN_S = 2.0  # seconds to wait for each background loop to end when stopping
+ORPHAN_GRACE_HEARTBEATS = 2  # heartbeats a held-but-unknown task waits before it is given back
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class WorkerRuntime:
         self._running_lock = threading.Lock()
         self.stopping = threading.Event()
         self.health_errors: dict[str, str] = {}
+        self._orphans: dict[str, int] = {}  # task id -> when this process first saw it held but unknown (ms)
         self._dramatiq: list[tuple[dramatiq.Worker, TaskyardBroker]] = []
         self._loops: list[Loop | CancelWatcher] = []
 
@@ -80,8 +82,12 @@ class WorkerRuntime:
     def start(self) -> None:
         for spec in self.specs:
             self.runner.run(registry.register(spec, source=self.options.source))
+        self._check_health()
         self._heartbeat()
         self._loops.append(Loop("heartbeat", self.options.heartbeat_interval_s, self._heartbeat))
+        if any(s.endpoint for s in self.specs):
+            # Slow health probes must never delay a heartbeat (a late heartbeat gets a live process reaped).
+            self._loops.append(Loop("health", self.options.heartbeat_interval_s, self._check_health))
         self._loops.append(CancelWatcher(sync_client(self.options.redis_url, blocking_reads=True),
                                          self.proc_id, self._on_cancel))
         if self.options.run_reaper:
@@ -142,8 +148,8 @@ class WorkerRuntime:
             loop.join(timeout=LOOP_JOIN_S)
         try:
             # Anything still marked ours (a handler thread that would not stop) goes back on its queue.
-            self.runner.run(tasks.reap_dead(proc_id=self.proc_id, workers=[s.name for s in self.specs],
-                                            now_ms=now_ms(), max_lost=self.options.max_lost + 1))
+            self.runner.run(tasks.release_process(proc_id=self.proc_id, workers=[s.name for s in self.specs],
+                                                  now_ms=now_ms()))
             self.runner.run(registry.deregister(proc_id=self.proc_id, workers=[s.name for s in self.specs]))
         except StoreUnavailable:
             logger.warning("could not deregister; the reaper will requeue this process's tasks")
@@ -154,14 +160,35 @@ class WorkerRuntime:
         logger.info("worker process stopped", extra={"proc": self.proc_id})
 
     # -- loops ----------------------------------------------------------------------------------------------
-    def _heartbeat(self) -> None:
+    def _check_health(self) -> None:
         for spec in self.specs:
             if spec.endpoint:
                 self.health_errors[spec.name] = check_health(spec)
+
+    def _heartbeat(self) -> None:
         self.runner.run(registry.heartbeat(
             proc_id=self.proc_id, specs=self.specs, now_ms=now_ms(),
             ttl_ms=int(self.options.offline_after_s * 1000), host=socket.gethostname(), pid=os.getpid(),
-            errors=self.health_errors))
+            errors=dict(self.health_errors)))
+        self._audit_claims()
+
+    def _audit_claims(self) -> None:
+        """Give back tasks Redis says this process holds but it does not know of (a claim whose reply was lost
+        on the wire), once they have stayed unknown for ORPHAN_GRACE_HEARTBEATS heartbeats."""
+        held = self.runner.run(Op(list, command=("SMEMBERS", keys.key("proc_tasks", proc=self.proc_id))))
+        known = set(self.running)
+        for _, broker in self._dramatiq:
+            known.update(c.task.id for c in list(broker.claims.values()) if c.task is not None)
+        now = now_ms()
+        grace_ms = ORPHAN_GRACE_HEARTBEATS * self.options.heartbeat_interval_s * 1000
+        unknown = {task_id for task_id in held if task_id not in known}
+        self._orphans = {t: self._orphans.get(t, now) for t in unknown}
+        for task_id, since in list(self._orphans.items()):
+            if now - since >= grace_ms:
+                applied, _ = self.runner.run(tasks.finish(task_id=task_id, proc_id=self.proc_id, now_ms=now,
+                                                          outcome="requeue"))
+                logger.warning("gave back an orphaned task", extra={"task_id": task_id, "applied": applied})
+                del self._orphans[task_id]
 
     def _on_cancel(self, task_id: str) -> None:
         with self._running_lock:
@@ -195,17 +222,28 @@ class WorkerRuntime:
             if task_id in self._early_cancels:
                 self._early_cancels.discard(task_id)
                 handle.abort("cancelled")
+            elif self.stopping.is_set():  # stop() began between the check above and now
+                handle.abort("shutdown")
         try:
             ctx = TaskContext(id=task.id, prompt=task.prompt, context=task.context, worker=spec.name,
                               attempt=task.attempts, timeout=task.timeout or spec.timeout)
             try:
-                outcome = backend.run(ctx, handle)
+                # Aborted before it began (cancelled, or the process is stopping): do not start it at all.
+                outcome = (Outcome("aborted", error=handle.reason) if handle.stop.is_set()
+                           else backend.run(ctx, handle))
             except Exception as exc:  # a backend bug must not lose the task
                 logger.exception("backend raised", extra={"task_id": task_id})
                 outcome = Outcome("failed", error=f"{type(exc).__name__}: {exc}")
-            return self._record(spec, task, handle, outcome, ack)
+            try:
+                return self._record(spec, task, handle, outcome, ack)
+            except Exception as exc:  # never leave a task dispatched because its outcome could not be stored
+                logger.exception("could not record outcome", extra={"task_id": task_id})
+                fallback = Outcome("failed", error=f"could not record outcome: {type(exc).__name__}",
+                                   retryable=False)
+                return self._record(spec, task, RunHandle(task_id), fallback, ack)
         finally:
-            self.running.pop(task_id, None)
+            with self._running_lock:
+                self.running.pop(task_id, None)
 
     def _record(self, spec: WorkerSpec, task: Task, handle: RunHandle, outcome: Outcome,
                 ack: tasks.Ack | None) -> bool:

@@ -50,6 +50,17 @@ local function finalize(id, new_state, now, field, text)
   redis.call("hincrby", k_metrics(), "tasks_" .. new_state, 1)
 end
 
+-- Put a pending task back on its worker's queue, or fail it when the worker was removed meanwhile (nothing
+-- would ever consume its queue). Returns true when enqueued.
+local function requeue(worker, id, now)
+  if redis.call("exists", k_worker_def(worker)) == 0 then
+    finalize(id, "failed", now, "error", "worker removed")
+    return false
+  end
+  enqueue(worker, id, now)
+  return true
+end
+
 -- Take a dispatched task back from its process and queue it again (its process died or gave it back).
 local function release(id, worker, owner, now)
   local t = k_task(id)

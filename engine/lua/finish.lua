@@ -41,7 +41,9 @@ elseif outcome == "retry" then
   return {"ok", "pending"}
 elseif outcome == "requeue" then
   release(id, worker, owner, now)
-  enqueue(worker, id, now)
+  if not requeue(worker, id, now) then
+    return {"ok", "failed"}
+  end
   return {"ok", "pending"}
 else
   return redis.error_reply("unknown outcome " .. tostring(outcome))

@@ -168,3 +168,45 @@ def test_fetch_claim_hands_out_only_runnable_tasks_and_acks_the_rest(runner: Syn
     runner.run(tasks.finish(task_id=first.id, proc_id=A, now_ms=now_ms(), outcome="completed", text="ok",
                             ack=tasks.Ack(acks, keys.key("dq_msgs", worker="w"), mid, mid)))
     assert runner.client.scard(acks) == 0 and runner.client.hlen(keys.key("dq_msgs", worker="w")) == 0
+
+
+def test_reaping_skips_a_process_that_heartbeat_meanwhile(runner: SyncRunner, service: ServiceHarness,
+                                                          spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)  # A's heartbeat key is fresh
+    assert runner.run(tasks.reap_dead(proc_id=A, workers=["w"], now_ms=now_ms(), max_lost=3,
+                                      cutoff_ms=now_ms() - OFFLINE_AFTER_MS)) == -1
+    assert runner.client.zscore(keys.key("worker_procs", worker="w"), A) is not None
+
+
+def test_a_clean_stop_gives_tasks_back_without_counting_a_lost_delivery(runner: SyncRunner,
+                                                                        service: ServiceHarness,
+                                                                        spec_factory) -> None:
+    define(runner, spec_factory("w"), proc=A)
+    task, _ = service(lambda s: s.submit("default", {"prompt": "x"}))
+    claim(runner, task.id, A)
+    assert runner.run(tasks.release_process(proc_id=A, workers=["w"], now_ms=now_ms())) == 1
+    back = service(lambda s: s.get("default", task.id))
+    assert (back.state, back.lost, back.owner) == ("pending", 0, None)
+
+
+def test_tasks_of_a_removed_worker_fail_instead_of_waiting_forever(runner: SyncRunner, service: ServiceHarness,
+                                                                   spec_factory) -> None:
+    define(runner, spec_factory("w", max_retries=3), proc=A)
+    running, _ = service(lambda s: s.submit("default", {"prompt": "1"}))
+    retrying, _ = service(lambda s: s.submit("default", {"prompt": "2"}))
+    claim(runner, running.id, A)
+    claim(runner, retrying.id, A)
+    service(lambda s: s.remove_worker("w"))
+    # One run asks for a retry, then the process dies holding the other.
+    runner.run(tasks.finish(task_id=retrying.id, proc_id=A, now_ms=now_ms(), outcome="retry", text="x",
+                            retry_at_ms=now_ms() - 1))
+    kill(runner, A, "w")
+    done = reaper(runner).tick()
+    assert done["dead_processes"] == 1
+    for task_id in (running.id, retrying.id):
+        t = service(lambda s, i=task_id: s.get("default", i))
+        assert (t.state, t.error) == ("failed", "worker removed")
+    assert runner.client.zcard(keys.key("worker_active", worker="w")) == 0
+    runner.client.delete(keys.key("lock", name="reaper"))
+    reaper(runner).tick()
+    assert runner.client.smembers(keys.key("workers_removed")) == set()

@@ -137,6 +137,35 @@ def test_async_handler_and_handler_errors(start_runtime, service: ServiceHarness
     assert (bad.state, bad.error) == ("failed", "RuntimeError: no luck")
 
 
+def test_output_with_lone_surrogates_is_stored_not_lost(start_runtime, service: ServiceHarness, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "odd_agent.py").write_text("def run(ctx):\n    return 'half \\ud800 a pair'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    start_runtime(WorkerSpec(name="odd", handler="odd_agent:run"))
+    task = wait_task(service, submit(service, prompt="p").id)
+    assert (task.state, task.result) == ("completed", "half ? a pair")
+
+
+def test_a_claim_whose_reply_was_lost_is_given_back(start_runtime, service: ServiceHarness,
+                                                     redis_client) -> None:
+    from engine import registry
+    from engine import tasks as task_ops
+    from engine.clock import now_ms
+    from engine.store import SyncRunner
+
+    runner = SyncRunner(redis_client)
+    runtime = start_runtime(WorkerSpec(name="echo", handler="workers.builtin:echo"))
+    runner.run(registry.register(WorkerSpec(name="elsewhere", handler="workers.builtin:echo"), source="test"))
+    task = submit(service, prompt="orphan", worker="elsewhere")
+    # Given Redis holds the task as dispatched to this live process, which never heard of it (what a fetch
+    # whose reply was lost on the wire leaves behind)
+    claimed = runner.run(task_ops.claim(task_id=task.id, proc_id=runtime.proc_id, now_ms=now_ms(), max_lost=3))
+    assert claimed.task is not None and claimed.task.state == "dispatched"
+    # Then within a few heartbeats the process gives it back to its queue
+    back = wait_task(service, task.id, states={"pending"}, timeout=10)
+    assert (back.state, back.owner, back.lost) == ("pending", None, 0)
+
+
 class _Endpoint(BaseHTTPRequestHandler):
     calls: list[dict] = []
     script: list[tuple[int, Any]] = []
