@@ -22,9 +22,9 @@ from engine import registry
 from engine.connect import safe_url, sync_client
 from engine.embedded import resolve_redis
 from engine.errors import ConfigError, StoreUnavailable, TaskyardError
-from engine.reaper import Reaper, ReaperOptions
+from engine.reaper import Reaper
 from engine.store import SyncRunner
-from workers.cli import add_worker_arguments, run_worker, runtime_options
+from workers.cli import add_worker_arguments, reaper_options, run_worker, runtime_options
 from workers.liveness import ReaperLoop
 from workers.logs import setup_logging
 from workers.runtime import WorkerRuntime
@@ -97,10 +97,7 @@ def _serve(settings: Settings, *, no_workers: bool) -> int:
         for spec in settings.workers:
             runner.run(registry.register(spec, source="config"))
         if no_workers or not settings.workers:
-            reaper = ReaperLoop(Reaper(runner, ReaperOptions(
-                offline_after_ms=int(settings.offline_after_s * 1000),
-                task_expiry_ms=int(settings.task_expiry * 1000),
-                max_lost=settings.max_lost_deliveries), owner=f"serve-{os.getpid()}"))
+            reaper = ReaperLoop(Reaper(runner, reaper_options(settings), owner=f"serve-{os.getpid()}"))
             reaper.start()
         else:
             runtime = WorkerRuntime(settings.workers, runtime_options(settings, url, source="config"))

@@ -12,7 +12,7 @@ from engine.tasks import LATENCY_BUCKETS_MS
 
 __all__ = ["render_metrics"]
 
-OUTCOMES = ("created", "completed", "failed", "cancelled")
+OUTCOMES = ("created", "completed", "failed", "cancelled", "redispatched")
 
 
 class _Snapshot:

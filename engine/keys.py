@@ -35,6 +35,7 @@ TEMPLATES: dict[str, str] = {
     "worker_active": "ty:w:{worker}:active",  # zset: pending + dispatched task ids by created_at (ms); depth
     "worker_running": "ty:w:{worker}:running",  # set: dispatched task ids
     "worker_procs": "ty:w:{worker}:procs",  # zset: process id -> last heartbeat (ms)
+    "worker_seen": "ty:w:{worker}:seen",  # string: last heartbeat of any of its processes (ms), kept for health
     "worker_wake": "ty:w:{worker}:wake",  # list: wake-up tokens idle consumers block on
     "proc": "ty:proc:{proc}",  # hash (expires): one worker process, alive while it heartbeats
     "proc_tasks": "ty:proc:{proc}:tasks",  # set: task ids the process is running

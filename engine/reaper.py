@@ -4,8 +4,9 @@ Each pass (run by every ``serve`` and ``worker`` process; a short Redis lock let
 
 - requeues the tasks of worker processes that stopped heartbeating (SIGKILL, power loss) and forgets them;
 - enqueues delayed retries whose time has come;
-- every ``SCAN_EVERY_S``: re-enqueues old pending tasks whose Dramatiq message went missing, and fails pending
-  tasks older than the task expiry with ``expired``.
+- every ``SCAN_EVERY_S``: re-enqueues old pending tasks whose Dramatiq message went missing, fails pending
+  tasks older than the task expiry with ``expired``, and moves round-robin tasks stranded on a worker that has
+  had no live process for ``STRANDED_GRACE_MS`` to another online worker (tasks that named their worker wait).
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from engine import keys, tasks
+from engine import keys, registry, tasks
 from engine.clock import now_ms
+from engine.dispatcher import plan
+from engine.errors import NoOnlineWorkers
+from engine.models import SubmitRequest
 from engine.store import Op, SyncRunner
 
 __all__ = ["Reaper", "ReaperOptions"]
@@ -24,6 +28,8 @@ logger = logging.getLogger(__name__)
 LOCK_MS = 900  # milliseconds one process holds the reaper lock for a pass
 SCAN_EVERY_S = 30.0  # seconds between scans for lost messages and expired tasks
 MISSING_GRACE_MS = 30_000  # milliseconds a pending task must be old before its message counts as lost
+STRANDED_GRACE_MS = 60_000  # milliseconds a worker must have been without a live process before its
+#                             round-robin tasks move to another worker
 BATCH = 500  # tasks handled per script call
 
 
@@ -32,6 +38,7 @@ class ReaperOptions:
     offline_after_ms: int
     task_expiry_ms: int
     max_lost: int
+    default_bound: int = 256  # max_queue_depth of workers that set none
 
 
 @dataclass
@@ -73,9 +80,41 @@ class Reaper:
             done["retries_due"] = self.runner.run(tasks.reap_due(task_ids=due, now_ms=now))
         if now - self._last_scan_ms >= SCAN_EVERY_S * 1000:
             self._last_scan_ms = now
+            done["redispatched"] = 0
             for name in names:
                 self._scan_worker(name, now, done)
+            self._move_stranded(now, done)
         return done
+
+    def _move_stranded(self, now: int, done: dict[str, int]) -> None:
+        online_since = now - self.options.offline_after_ms
+        names = self.runner.run(registry.list_names())
+        statuses = self.runner.run(registry.status(names, online_since_ms=online_since))
+        defs = {s.spec.name: s.spec for s in statuses}
+        for status in statuses:
+            last = status.last_heartbeat_ms
+            if status.processes or status.depth == 0 or (last is not None and now - last < STRANDED_GRACE_MS):
+                continue
+            waiting = self.runner.run(Op(list, command=(
+                "ZRANGE", keys.key("worker_active", worker=status.spec.name), 0, BATCH - 1)))
+            others = {n: s for n, s in defs.items() if n != status.spec.name}
+            for task_id in waiting:
+                task = self.runner.run(tasks.get(task_id))
+                if task is None or task.state != "pending" or task.dispatch.get("policy") == "named":
+                    continue
+                try:
+                    chosen = plan(SubmitRequest(prompt="-", pool=task.pool), others,
+                                  default_bound=self.options.default_bound)
+                except NoOnlineWorkers:
+                    return
+                moved = self.runner.run(tasks.redispatch(
+                    task_id=task_id, from_worker=status.spec.name, now_ms=now, rr_group=chosen.rr_group,
+                    online_since_ms=online_since, candidates=chosen.candidates))
+                if moved is None:
+                    break  # nowhere to go now (all offline or full): try again next scan
+                done["redispatched"] += 1
+                logger.warning("stranded task moved", extra={"task_id": task_id, "from": status.spec.name,
+                                                             "to": moved})
 
     def _forget_if_drained(self, name: str) -> None:
         """Drop a removed worker from the reaper's watch once no process and no task of it remains."""

@@ -133,7 +133,7 @@ def unregister(name: str) -> Op[bool]:
         ("SREM", keys.key("workers"), name),
         ("SADD", keys.key("workers_removed"), name),
         ("DEL", keys.key("dq_queue", worker=name), keys.key("dq_msgs", worker=name),
-         keys.key("worker_wake", worker=name)),
+         keys.key("worker_wake", worker=name), keys.key("worker_seen", worker=name)),
     ))
 
 
@@ -157,7 +157,9 @@ def heartbeat(*, proc_id: str, specs: list[WorkerSpec], now_ms: int, ttl_ms: int
     for spec in specs:
         fields += [f"concurrency:{spec.name}", spec.concurrency, f"error:{spec.name}", errors.get(spec.name, "")]
     commands: list[tuple] = [("HSET", proc_key, *fields), ("PEXPIRE", proc_key, ttl_ms)]
-    commands += [("ZADD", keys.key("worker_procs", worker=s.name), now_ms, proc_id) for s in specs]
+    for spec in specs:
+        commands += [("ZADD", keys.key("worker_procs", worker=spec.name), now_ms, proc_id),
+                     ("SET", keys.key("worker_seen", worker=spec.name), now_ms)]
     return Op(lambda raw: None, commands=tuple(commands))
 
 

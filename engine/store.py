@@ -26,7 +26,7 @@ __all__ = ["AsyncRunner", "Op", "SyncRunner", "script_source"]
 
 T = TypeVar("T")
 
-SCRIPTS = ("admit", "claim", "fetch_claim", "finish", "reap", "cancel", "list_tasks", "worker_status")
+SCRIPTS = ("admit", "claim", "fetch_claim", "finish", "reap", "redispatch", "cancel", "list_tasks", "worker_status")
 
 
 @dataclass(frozen=True)

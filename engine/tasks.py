@@ -28,6 +28,7 @@ __all__ = [
     "get",
     "list_page",
     "reap_dead",
+    "redispatch",
     "release_process",
     "reap_due",
     "reap_missing",
@@ -191,6 +192,15 @@ def list_page(*, project: str, state: str | None, worker: str | None, below_seq:
     below = "+inf" if below_seq is None else str(below_seq)
     return Op(lambda raw: [Task.from_hash(_pairs(h)) for h in raw], script="list_tasks",
               args=(index, below, limit))
+
+
+def redispatch(*, task_id: str, from_worker: str, now_ms: int, rr_group: str, online_since_ms: int,
+               candidates: list[tuple[str, int, int, float]]) -> Op[str | None]:
+    """Move a stranded round-robin task to another online candidate with room; answers the new worker."""
+    args: list[Any] = [task_id, from_worker, now_ms, rr_group, online_since_ms, len(candidates)]
+    for name, bound, _retries, _timeout in candidates:
+        args += [name, bound]
+    return Op(lambda raw: raw[1] if raw[0] == "ok" else None, script="redispatch", args=tuple(args))
 
 
 def reap_dead(*, proc_id: str, workers: Iterable[str], now_ms: int, max_lost: int, cutoff_ms: int) -> Op[int]:

@@ -16,9 +16,10 @@ from config.settings import Settings, WorkerSpec
 from engine.connect import safe_url
 from engine.embedded import resolve_redis
 from engine.errors import StoreUnavailable, TaskyardError
+from engine.reaper import ReaperOptions
 from workers.runtime import RuntimeOptions, WorkerRuntime
 
-__all__ = ["add_worker_arguments", "run_worker", "runtime_options"]
+__all__ = ["add_worker_arguments", "reaper_options", "run_worker", "runtime_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +47,18 @@ def _cli_spec(args: argparse.Namespace) -> WorkerSpec:
     return WorkerSpec.model_validate({k: v for k, v in fields.items() if v is not None})
 
 
-def runtime_options(settings: Settings, redis_url: str, *, source: str, run_reaper: bool = True) -> RuntimeOptions:
+def reaper_options(settings: Settings) -> ReaperOptions:
+    return ReaperOptions(offline_after_ms=int(settings.offline_after_s * 1000),
+                         task_expiry_ms=int(settings.task_expiry * 1000), max_lost=settings.max_lost_deliveries,
+                         default_bound=settings.max_queue_depth)
+
+
+def runtime_options(settings: Settings, redis_url: str, *, source: str) -> RuntimeOptions:
     return RuntimeOptions(
         redis_url=redis_url, heartbeat_interval_s=settings.heartbeat_interval,
         offline_after_s=settings.offline_after_s, drain_timeout_s=settings.drain_timeout,
-        poll_timeout_s=settings.poll_timeout, task_expiry_s=settings.task_expiry,
-        max_lost=settings.max_lost_deliveries, source=source, run_reaper=run_reaper)
+        poll_timeout_s=settings.poll_timeout, max_lost=settings.max_lost_deliveries, source=source,
+        reaper=reaper_options(settings))
 
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:

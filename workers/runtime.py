@@ -51,10 +51,9 @@ class RuntimeOptions:
     offline_after_s: float
     drain_timeout_s: float
     poll_timeout_s: float
-    task_expiry_s: float
     max_lost: int
     source: str = "process"  # who defines the workers: config | process
-    run_reaper: bool = True
+    reaper: ReaperOptions | None = None  # run the reaper in this process with these options
 
 
 class WorkerRuntime:
@@ -90,11 +89,8 @@ class WorkerRuntime:
             self._loops.append(Loop("health", self.options.heartbeat_interval_s, self._check_health))
         self._loops.append(CancelWatcher(sync_client(self.options.redis_url, blocking_reads=True),
                                          self.proc_id, self._on_cancel))
-        if self.options.run_reaper:
-            self._loops.append(ReaperLoop(Reaper(self.runner, ReaperOptions(
-                offline_after_ms=int(self.options.offline_after_s * 1000),
-                task_expiry_ms=int(self.options.task_expiry_s * 1000),
-                max_lost=self.options.max_lost), owner=self.proc_id)))
+        if self.options.reaper is not None:
+            self._loops.append(ReaperLoop(Reaper(self.runner, self.options.reaper, owner=self.proc_id)))
         for loop in self._loops:
             loop.start()
         for spec in self.specs:

@@ -131,3 +131,35 @@ local function claim_task(id, proc, now, max_lost, buckets)
   end
   return {"run", redis.call("hgetall", t)}
 end
+
+-- Choose a worker among candidates read from ARGV at `first` (`n` entries of `stride` values: name, bound,
+-- ...), starting from the group's round-robin cursor when `group` is set. A candidate is skipped when its
+-- definition is gone, when it is offline (if `require_online`) or when its depth is at its bound.
+-- Returns chosen name (or nil), the ARGV index of its entry, the candidate names, the skipped list.
+local function choose(first, n, stride, group, require_online, online_since, skipped)
+  local start = 0
+  if group ~= "" and n > 0 then
+    start = (redis.call("incr", k_rr(group)) - 1) % n
+  end
+  local names, chosen, chosen_at = {}, nil, nil
+  for i = 0, n - 1 do
+    local at = first + stride * ((start + i) % n)
+    local name, bound = ARGV[at], tonumber(ARGV[at + 1])
+    table.insert(names, name)
+    if not chosen then
+      if redis.call("exists", k_worker_def(name)) == 0 then
+        table.insert(skipped, {worker = name, reason = "removed"})
+      elseif require_online and redis.call("zcount", k_worker_procs(name), online_since, "+inf") == 0 then
+        table.insert(skipped, {worker = name, reason = "offline"})
+      else
+        local depth = redis.call("zcard", k_worker_active(name))
+        if depth >= bound then
+          table.insert(skipped, {worker = name, reason = "full", depth = depth, bound = bound})
+        else
+          chosen, chosen_at = name, at
+        end
+      end
+    end
+  end
+  return chosen, chosen_at, names, skipped
+end

@@ -17,35 +17,9 @@ if idem ~= "" then
   end
 end
 
-local start = 0
-if group ~= "" and n > 0 then
-  start = (redis.call("incr", k_rr(group)) - 1) % n
-end
-
 local STRIDE = 4
-local candidates, chosen, chosen_at, any_online = {}, nil, nil, false
-for i = 0, n - 1 do
-  local j = (start + i) % n
-  local at = 11 + STRIDE * j
-  local name, bound = ARGV[at], tonumber(ARGV[at + 1])
-  table.insert(candidates, name)
-  if not chosen then
-    local online = redis.call("zcount", k_worker_procs(name), online_since, "+inf") > 0
-    if redis.call("exists", k_worker_def(name)) == 0 then
-      table.insert(skipped, {worker = name, reason = "removed"})
-    elseif require_online and not online then
-      table.insert(skipped, {worker = name, reason = "offline"})
-    else
-      any_online = any_online or online
-      local depth = redis.call("zcard", k_worker_active(name))
-      if depth >= bound then
-        table.insert(skipped, {worker = name, reason = "full", depth = depth, bound = bound})
-      else
-        chosen, chosen_at = name, at
-      end
-    end
-  end
-end
+local chosen, chosen_at, candidates
+chosen, chosen_at, candidates, skipped = choose(11, n, STRIDE, group, require_online, online_since, skipped)
 
 local decision = {policy = policy, candidates = candidates, skipped = skipped}
 if not chosen then

@@ -7,9 +7,8 @@ for i = 2, #ARGV do
   local w = ARGV[i]
   local def = redis.call("get", k_worker_def(w))
   if def then
-    local last = redis.call("zrevrange", k_worker_procs(w), 0, 0, "WITHSCORES")
     local row = {w, def, redis.call("zcard", k_worker_active(w)), redis.call("scard", k_worker_running(w)),
-                 last[2] or ""}
+                 redis.call("get", k_worker_seen(w)) or ""}
     for _, p in ipairs(redis.call("zrangebyscore", k_worker_procs(w), online_since, "+inf")) do
       local info = redis.call("hmget", k_proc(p), "concurrency:" .. w, "error:" .. w)
       table.insert(row, p)

@@ -210,3 +210,42 @@ def test_tasks_of_a_removed_worker_fail_instead_of_waiting_forever(runner: SyncR
     runner.client.delete(keys.key("lock", name="reaper"))
     reaper(runner).tick()
     assert runner.client.smembers(keys.key("workers_removed")) == set()
+
+
+def test_round_robin_tasks_stranded_on_a_dead_worker_move_but_named_ones_wait(
+        runner: SyncRunner, service: ServiceHarness, spec_factory) -> None:
+    define(runner, spec_factory("a"), proc=A)
+    rr, _ = service(lambda s: s.submit("default", {"prompt": "anyone"}))
+    named, _ = service(lambda s: s.submit("default", {"prompt": "only a", "worker": "a"}))
+    # Given a's only process died over a minute ago, and b came online
+    runner.client.delete(keys.key("proc", proc=A))
+    runner.client.zadd(keys.key("worker_procs", worker="a"), {A: now_ms() - 120_000})
+    runner.client.set(keys.key("worker_seen", worker="a"), now_ms() - 120_000)
+    define(runner, spec_factory("b"), proc=B)
+
+    done = reaper(runner).tick()
+
+    assert done["redispatched"] == 1
+    moved = service(lambda s: s.get("default", rr.id))
+    assert moved.worker_name == "b" and moved.state == "pending"
+    assert moved.dispatch["redispatched"]["from"] == "a" and moved.dispatch["chosen"] == "b"
+    assert runner.client.llen(keys.key("dq_queue", worker="b")) == 1
+    assert runner.client.llen(keys.key("dq_queue", worker="a")) == 1  # the named task's message stays
+    assert service(lambda s: s.get("default", named.id)).worker_name == "a"
+    assert runner.client.zcard(keys.key("worker_active", worker="a")) == 1
+    by_b, _ = service(lambda s: s.list("default", state="pending", worker="b", limit=10, cursor=None))
+    assert [t.id for t in by_b] == [rr.id]
+    # And b's process runs it
+    assert claim(runner, rr.id, B).task is not None
+
+
+def test_a_worker_that_died_recently_keeps_its_round_robin_tasks_for_a_grace_period(
+        runner: SyncRunner, service: ServiceHarness, spec_factory) -> None:
+    define(runner, spec_factory("a"), proc=A)
+    rr, _ = service(lambda s: s.submit("default", {"prompt": "anyone"}))
+    kill(runner, A, "a")  # its last heartbeat ("seen") is recent: it may be restarting
+    define(runner, spec_factory("b"), proc=B)
+    assert reaper(runner).tick()["redispatched"] == 0
+    assert service(lambda s: s.get("default", rr.id)).worker_name == "a"
+    (a,) = [w for w in service(lambda s: s.workers()) if w["name"] == "a"]
+    assert a["state"] == "offline" and a["health"] == "healthy" and a["last_heartbeat"] is not None

@@ -15,6 +15,7 @@ import pytest
 
 from config.settings import WorkerSpec
 from engine.models import Task
+from engine.reaper import ReaperOptions
 from tests.integration.conftest import ServiceHarness
 from tests.procfs import process_alive
 from workers.runtime import RuntimeOptions, WorkerRuntime
@@ -29,7 +30,8 @@ def start_runtime(redis_client, redis_url: str) -> Iterator[Callable[..., Worker
     def start(*specs: WorkerSpec, drain_timeout_s: float = 5.0) -> WorkerRuntime:
         runtime = WorkerRuntime(list(specs), RuntimeOptions(
             redis_url=redis_url, heartbeat_interval_s=0.5, offline_after_s=1.5, drain_timeout_s=drain_timeout_s,
-            poll_timeout_s=0.5, task_expiry_s=3600, max_lost=3))
+            poll_timeout_s=0.5, max_lost=3,
+            reaper=ReaperOptions(offline_after_ms=1500, task_expiry_ms=3_600_000, max_lost=3)))
         runtime.start()
         started.append(runtime)
         return runtime
