@@ -6,10 +6,14 @@ import json
 from typing import Any
 
 from litestar import Request
+from litestar.di import NamedDependency
 
 from engine.errors import ValidationFailed
+from engine.service import TaskService
 
-__all__ = ["json_body"]
+__all__ = ["Service", "json_body"]
+
+Service = NamedDependency[TaskService]  # the app's TaskService, injected by name ("service")
 
 
 async def json_body(request: Request) -> Any:

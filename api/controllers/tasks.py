@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath
 
 from api.auth import principal_of
-from api.controllers.body import json_body
+from api.controllers.body import Service, json_body
 from engine.errors import ValidationFailed
-from engine.service import TaskService
 
 __all__ = ["TaskController"]
 
 
-def _int_param(value: str | None, name: str) -> int | None:
+def _int_param(value: str | None, name: FromPath[str]) -> int | None:
     if value in (None, ""):
         return None
     try:
@@ -27,21 +27,21 @@ class TaskController(Controller):
     tags = ["tasks"]
 
     @post("/task", status_code=202, opt={"scope": "submit"}, summary="Submit a task")
-    async def submit(self, request: Request, service: TaskService) -> Response[dict[str, Any]]:
+    async def submit(self, request: Request, service: Service) -> Response[dict[str, Any]]:
         task, created = await service.submit(principal_of(request).project, await json_body(request))
         headers = {} if created else {"X-Idempotent-Replay": "true"}
         return Response(task.to_public(), status_code=202, headers=headers)
 
     @get("/task/{task_id:str}", opt={"scope": "read"}, summary="Get a task")
-    async def show(self, request: Request, service: TaskService, task_id: str) -> dict[str, Any]:
+    async def show(self, request: Request, service: Service, task_id: FromPath[str]) -> dict[str, Any]:
         return (await service.get(principal_of(request).project, task_id)).to_public()
 
     @post("/task/{task_id:str}/cancel", status_code=200, opt={"scope": "submit"}, summary="Cancel a task")
-    async def cancel(self, request: Request, service: TaskService, task_id: str) -> dict[str, Any]:
+    async def cancel(self, request: Request, service: Service, task_id: FromPath[str]) -> dict[str, Any]:
         return (await service.cancel(principal_of(request).project, task_id)).to_public()
 
     @get("/tasks", opt={"scope": "read"}, summary="List tasks, newest first")
-    async def index(self, request: Request, service: TaskService) -> Response[list[dict[str, Any]]]:
+    async def index(self, request: Request, service: Service) -> Response[list[dict[str, Any]]]:
         q = request.query_params
         page, cursor = await service.list(
             principal_of(request).project, state=q.get("state") or None, worker=q.get("worker") or None,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import FromPath
 from pydantic import ValidationError
 
-from api.controllers.body import json_body
+from api.controllers.body import Service, json_body
 from config.settings import WorkerSpec
 from engine.errors import Conflict, ValidationFailed
-from engine.service import TaskService
 
 __all__ = ["WorkerController"]
 
@@ -19,15 +19,15 @@ class WorkerController(Controller):
     tags = ["workers"]
 
     @get("/workers", opt={"scope": "read"}, summary="List workers by name")
-    async def index(self, service: TaskService) -> list[dict[str, Any]]:
+    async def index(self, service: Service) -> list[dict[str, Any]]:
         return await service.workers()
 
     @get("/workers/{name:str}", opt={"scope": "read"}, summary="Get a worker")
-    async def show(self, service: TaskService, name: str) -> dict[str, Any]:
+    async def show(self, service: Service, name: FromPath[str]) -> dict[str, Any]:
         return await service.worker(name)
 
     @post("/workers", status_code=201, opt={"scope": "admin"}, summary="Register a worker definition")
-    async def create(self, request: Request, service: TaskService) -> Response[dict[str, Any]]:
+    async def create(self, request: Request, service: Service) -> Response[dict[str, Any]]:
         body = await json_body(request)
         try:
             spec = WorkerSpec.model_validate(body)
@@ -43,6 +43,6 @@ class WorkerController(Controller):
         return Response(await service.register_worker(spec, source="api"), status_code=201)
 
     @delete("/workers/{name:str}", status_code=200, opt={"scope": "admin"}, summary="Remove a worker")
-    async def remove(self, service: TaskService, name: str) -> dict[str, Any]:
+    async def remove(self, service: Service, name: FromPath[str]) -> dict[str, Any]:
         failed = await service.remove_worker(name)
         return {"removed": name, "failed_tasks": failed}
