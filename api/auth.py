@@ -64,10 +64,11 @@ class AuthGate:
                 scope[_SCOPE_KEY] = ANONYMOUS
             await self.app(scope, receive, send)
             return
-        if scope["path"] in OPEN_PATHS:
+        if "/" + scope["path"].strip("/") in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        principal = self.keys.get(_digest(_presented_key(scope["headers"])) or "")
+        principal = next((self.keys[d] for d in map(_digest, _presented_keys(scope["headers"])) if d in self.keys),
+                         None)
         if principal is None:
             await _unauthorized(send)
             return
@@ -75,15 +76,24 @@ class AuthGate:
         await self.app(scope, receive, send)
 
 
-def _presented_key(headers: list[tuple[bytes, bytes]]) -> str:
+def _presented_keys(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """Every key the request offers (Bearer and X-API-Key, in any order); any one valid key authenticates."""
+    keys = []
     for name, value in headers:
         if name == b"authorization":
-            text = value.decode("latin-1")
+            text = _text(value)
             if text[:7].lower() == "bearer ":
-                return text[7:].strip()
+                keys.append(text[7:].strip())
         elif name == b"x-api-key":
-            return value.decode("latin-1").strip()
-    return ""
+            keys.append(_text(value).strip())
+    return [k for k in keys if k]
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 async def _unauthorized(send: Any) -> None:

@@ -121,6 +121,10 @@ def _serve(settings: Settings, *, no_workers: bool) -> int:
         signal.signal(sig, lambda *_: None)
     try:
         server.run()
+    except SystemExit as exc:  # uvicorn exits this way when it cannot bind
+        print(f"taskyard serve: cannot listen on {settings.host}:{settings.port} (exit {exc.code})",
+              file=sys.stderr)
+        server.started = False
     finally:
         if runtime is not None:
             runtime.stop()

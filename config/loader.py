@@ -78,13 +78,16 @@ def load_settings(
         base_dir = file.resolve().parent
         raw = _read_yaml(file, issues)
     raw = _expand_env(raw, env, label, "", issues)
+    origins: dict[str, str] = {}  # top-level key -> where its value came from, when not the file
     for name in ENV_OVERRIDES:
         value = env.get(f"TASKYARD_{name.upper()}")
         if value:
             raw[name] = value
+            origins[name] = f"environment TASKYARD_{name.upper()}"
     for key, value in (overrides or {}).items():
         if value is not None:
             raw[key] = value
+            origins[key] = f"command line --{key.replace('_', '-')}"
 
     workers = raw.get("workers") or []
     if not isinstance(workers, list):
@@ -103,7 +106,7 @@ def load_settings(
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        issues.extend(_issues_from(exc, label, raw))
+        issues.extend(_issues_from(exc, label, raw, origins))
     if issues or settings is None:
         raise ConfigError(issues)
     if not settings.workers and settings.builtin_echo:
@@ -162,14 +165,15 @@ def _expand_env(value: Any, env: Mapping[str, str], file: str, key: str, issues:
             name = match.group(1)
             if name not in env:
                 issues.append(ConfigIssue(file, key, f"environment variable {name} is not set"))
-                return ""
+                return match.group(0)  # left as written, so no second issue follows from an empty value
             return env[name]
 
         return _ENV_REF.sub(sub, value)
     return value
 
 
-def _issues_from(exc: ValidationError, file: str, raw: Mapping[str, Any]) -> list[ConfigIssue]:
+def _issues_from(exc: ValidationError, file: str, raw: Mapping[str, Any],
+                 origins: Mapping[str, str] | None = None) -> list[ConfigIssue]:
     issues = []
     for err in exc.errors():
         loc = list(err["loc"])
@@ -191,5 +195,6 @@ def _issues_from(exc: ValidationError, file: str, raw: Mapping[str, Any]) -> lis
             reason = "unknown key"
         elif err["type"] == "missing":
             reason = "is required"
-        issues.append(ConfigIssue(file, key, reason))
+        top = str(loc[0]) if loc else ""
+        issues.append(ConfigIssue((origins or {}).get(top, file), key, reason))
     return issues

@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from config import defaults
 
@@ -53,6 +53,19 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _at_least(minimum: float) -> Any:
+    def check(value: float) -> float:
+        if value < minimum:
+            shown = f"{minimum * 1000:g}ms" if minimum < 1 else f"{minimum:g}s"
+            raise ValueError(f"must be at least {shown}")
+        return value
+
+    return AfterValidator(check)
+
+
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), _at_least(0.001)]  # seconds, >= 1 ms
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,11 +75,20 @@ class RateLimitSpec(_Strict):
     per_second: float = Field(gt=0)
 
 
+def _check_key(value: str | None) -> str | None:
+    if value is not None and (not value.strip() or value != value.strip()):
+        raise ValueError("must be a non-empty key without surrounding spaces (an empty ${VAR} would turn "
+                         "authentication off; remove the key to run without one)")
+    return value
+
+
 class ApiKeySpec(_Strict):
     key: str = Field(min_length=1)
     project: str = Field(default=defaults.DEFAULT_PROJECT, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-    scopes: list[Scope] = Field(default_factory=lambda: ["admin"])  # type: ignore[arg-type]
+    scopes: list[Scope] = Field(default_factory=lambda: ["admin"], min_length=1)  # type: ignore[arg-type]
     rate_limit: RateLimitSpec | None = None
+
+    _key_shape = field_validator("key")(classmethod(lambda cls, v: _check_key(v)))
 
 
 class OutboundSpec(_Strict):
@@ -105,7 +127,7 @@ class WorkerSpec(_Strict):
     handler: str | None = None
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = defaults.TASK_TIMEOUT_S
+    timeout: PositiveDuration = defaults.TASK_TIMEOUT_S
     concurrency: int = Field(default=1, ge=1, le=1024)
     max_queue_depth: int | None = Field(default=None, ge=1)
     max_retries: int = Field(default=defaults.MAX_RETRIES, ge=1, le=10)
@@ -182,14 +204,27 @@ class Settings(_Strict):
     workers: list[WorkerSpec] = Field(default_factory=list)
     workers_dir: Path | None = None
     rules: list[dict[str, Any]] = Field(default_factory=list)
-    heartbeat_interval: Duration = defaults.HEARTBEAT_INTERVAL_S
+    heartbeat_interval: Annotated[float, BeforeValidator(parse_duration), _at_least(0.1)] = \
+        defaults.HEARTBEAT_INTERVAL_S
     offline_after_heartbeats: int = Field(default=defaults.OFFLINE_AFTER_HEARTBEATS, ge=2)
     drain_timeout: Duration = defaults.DRAIN_TIMEOUT_S
-    task_expiry: Duration = defaults.TASK_EXPIRY_S
+    task_expiry: Annotated[float, BeforeValidator(parse_duration), _at_least(1.0)] = defaults.TASK_EXPIRY_S
     max_lost_deliveries: int = Field(default=defaults.MAX_LOST_DELIVERIES, ge=1)
-    poll_timeout: Duration = defaults.POLL_TIMEOUT_S
+    poll_timeout: Annotated[float, BeforeValidator(parse_duration), _at_least(0.01)] = defaults.POLL_TIMEOUT_S
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     builtin_echo: bool = True  # define the `echo` worker when the config names no worker
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_shape(cls, value: str | None) -> str | None:
+        return _check_key(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL (leave it out for the embedded Redis)")
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

@@ -94,15 +94,19 @@ def health_of(last_heartbeat_ms: int | None, now_ms: int) -> str:
 
 
 def redact(value: Any, key: str = "") -> Any:
-    """A copy with the values of secret-looking keys (token, password, authorization...) replaced."""
+    """A copy safe to show to any reader: every ``env`` and ``headers`` value, values of secret-looking keys
+    (token, password, authorization...), credentials in URLs and bearer strings are replaced."""
     if isinstance(value, dict):
+        if key in ("env", "headers"):
+            return {k: REDACTED for k in value}
         return {k: redact(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, key) for v in value]
     if key and _SECRET_KEY.search(key) and value not in (None, ""):
         return REDACTED
-    if isinstance(value, str) and re.search(r"\bbearer\s+\S+", value, re.I):
-        return re.sub(r"(?i)(\bbearer\s+)\S+", r"\1" + REDACTED, value)
+    if isinstance(value, str):
+        value = re.sub(r"(?i)(\bbearer\s+)\S+", r"\1" + REDACTED, value)
+        value = re.sub(r"(://[^/@\s:]*:)[^/@\s]*@", r"\1" + REDACTED + "@", value)
     return value
 
 

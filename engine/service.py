@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,13 +152,12 @@ class TaskService:
             raise ValidationFailed(f"invalid limit: must be between 1 and {MAX_PAGE}")
         below: int | None = None
         if cursor:
-            if not cursor.isdigit():
+            if not re.fullmatch(r"[0-9]{1,18}", cursor):
                 raise ValidationFailed("invalid cursor")
             below = int(cursor)
-        page = await self.runner.run(tasks.list_page(project=project, state=state, worker=worker,
-                                                     below_seq=below, limit=size))
-        next_cursor = str(page[-1].seq) if len(page) == size else None
-        return page, next_cursor
+        page, last_seq = await self.runner.run(tasks.list_page(project=project, state=state, worker=worker,
+                                                               below_seq=below, limit=size))
+        return page, (str(last_seq) if last_seq is not None else None)
 
     async def cancel(self, project: str, task_id: str) -> Task:
         if not is_id(task_id):

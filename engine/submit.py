@@ -14,6 +14,7 @@ __all__ = ["parse_submit"]
 _FIELDS = {"prompt", "worker", "pool", "context", "timeout", "max_retries", "idempotency_key"}
 MAX_IDEMPOTENCY_KEY_CHARS = 256  # characters
 MAX_TIMEOUT_S = 7 * 86400.0  # seconds, longest timeout a task may ask for
+MIN_TIMEOUT_S = 0.001  # seconds, shortest
 
 
 def _opt_str(body: dict[str, Any], name: str) -> str | None:
@@ -52,7 +53,7 @@ def parse_submit(body: Any) -> SubmitRequest:
             timeout = parse_duration(timeout)
         except ValueError:
             raise ValidationFailed("invalid request body: timeout must be seconds or a duration like 30s") from None
-        if not 0 < timeout <= MAX_TIMEOUT_S:
+        if not MIN_TIMEOUT_S <= timeout <= MAX_TIMEOUT_S:
             raise ValidationFailed("invalid request body: timeout must be between 1ms and 7 days")
     retries = body.get("max_retries")
     if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)):

@@ -177,8 +177,9 @@ def get(task_id: str) -> Op[Task | None]:
 
 
 def list_page(*, project: str, state: str | None, worker: str | None, below_seq: int | None,
-              limit: int) -> Op[list[Task]]:
-    """Newest first from the narrowest index; ``below_seq`` is the cursor of the previous page."""
+              limit: int) -> Op[tuple[list[Task], int | None]]:
+    """Newest first from the narrowest index; ``below_seq`` is the cursor of the previous page. Answers the
+    page and the next page's cursor (None on the last page)."""
     if state is not None and state not in TASK_STATES:
         raise ValueError(f"unknown state {state!r}")
     if state and worker:
@@ -190,8 +191,11 @@ def list_page(*, project: str, state: str | None, worker: str | None, below_seq:
     else:
         index = keys.key("idx_all", project=project)
     below = "+inf" if below_seq is None else str(below_seq)
-    return Op(lambda raw: [Task.from_hash(_pairs(h)) for h in raw], script="list_tasks",
-              args=(index, below, limit))
+    def parse(raw: list[Any]) -> tuple[list[Task], int | None]:
+        found, last_seq, scanned = raw
+        return [Task.from_hash(_pairs(h)) for h in found], (int(last_seq) if scanned == limit else None)
+
+    return Op(parse, script="list_tasks", args=(index, below, limit))
 
 
 def redispatch(*, task_id: str, from_worker: str, now_ms: int, rr_group: str, online_since_ms: int,

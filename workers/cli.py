@@ -76,8 +76,12 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         source = "process"
     else:
-        if args.command or args.endpoint or args.handler:
-            print("taskyard worker: --command/--endpoint/--handler need --name", file=sys.stderr)
+        flags = [f"--{n.replace('_', '-')}" for n in ("command", "endpoint", "handler", "concurrency", "timeout",
+                                                       "max_queue_depth", "max_retries", "pool", "cwd")
+                 if getattr(args, n) is not None]
+        if flags:
+            print(f"taskyard worker: {', '.join(flags)} define a worker and need --name (configured workers "
+                  "take their settings from the config)", file=sys.stderr)
             return 2
         specs = [w for w in settings.workers if not args.names or w.name in args.names]
         unknown = set(args.names) - {w.name for w in settings.workers}

@@ -17,8 +17,16 @@ Service = NamedDependency[TaskService]  # the app's TaskService, injected by nam
 
 
 async def json_body(request: Request) -> Any:
+    """The parsed body. Not JSON, nested too deep, or text Redis cannot store (lone surrogates written as
+    ``\\ud800`` escapes) -> 400, before anything is stored."""
     raw = await request.body()
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationFailed("invalid request body: text is not valid UTF-8") from None
+    except RecursionError:
+        raise ValidationFailed("invalid request body: nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("invalid request body") from None
+    return body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -14,13 +15,12 @@ from engine.errors import ValidationFailed
 __all__ = ["TaskController"]
 
 
-def _int_param(value: str | None, name: FromPath[str]) -> int | None:
-    if value in (None, ""):
+def _int_param(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValidationFailed(f"invalid {name}: must be an integer") from None
+    if not re.fullmatch(r"[0-9]{1,9}", value):  # ASCII digits only: int() would take "١" or "1_0"
+        raise ValidationFailed(f"invalid {name}: must be an integer")
+    return int(value)
 
 
 class TaskController(Controller):

@@ -1,14 +1,16 @@
 -- list_tasks(index_key, below_seq, limit)
 -- Newest first from one index zset, strictly below the cursor seq ("+inf" for the first page).
--- Returns {HGETALL task, ...}
+-- Returns {{HGETALL task, ...}, last_seq_scanned, n_scanned}: the cursor comes from what was scanned, so a
+-- record that vanished (evicted, deleted by hand) makes a short page, never the end of the listing.
 local index, below, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local max = below == "+inf" and "+inf" or "(" .. below
-local ids = redis.call("zrevrangebyscore", index, max, "-inf", "LIMIT", 0, limit)
-local out = {}
-for _, id in ipairs(ids) do
-  local h = redis.call("hgetall", k_task(id))
+local ids = redis.call("zrevrangebyscore", index, max, "-inf", "WITHSCORES", "LIMIT", 0, limit)
+local out, last = {}, ""
+for i = 1, #ids, 2 do
+  local h = redis.call("hgetall", k_task(ids[i]))
   if #h > 0 then
     table.insert(out, h)
   end
+  last = ids[i + 1]
 end
-return out
+return {out, last, #ids / 2}

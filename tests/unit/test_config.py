@@ -133,3 +133,27 @@ workers:
 """)
     event = load_settings(path, env={}).workers[0].events[0]
     assert event["on"] == ["push"] and event["filter"] == {"draft": "no"}
+
+
+def test_an_empty_secret_from_the_environment_is_an_error_not_auth_off(tmp_path: Path) -> None:
+    path = write(tmp_path, "api_key: ${KEY}\n")
+    (issue,) = issues_of(path, env={"KEY": ""})
+    assert issue.startswith(f"{path}: api_key: must be a non-empty key")
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"TASKYARD_HEARTBEAT_INTERVAL": "0"}, "environment TASKYARD_HEARTBEAT_INTERVAL: heartbeat_interval: must be"),
+    ({"TASKYARD_REDIS_URL": "notaurl"}, "environment TASKYARD_REDIS_URL: redis_url: must be a redis://"),
+    ({"TASKYARD_PORT": "abc"}, "environment TASKYARD_PORT: port:"),
+])
+def test_bad_environment_overrides_name_the_variable(env: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env=env)
+    assert str(info.value.issues[0]).startswith(expected)
+
+
+def test_zero_timeouts_and_empty_scopes_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "api_keys: [{key: k, scopes: []}]\nworkers: [{name: w, handler: m:f, timeout: 0}]\n")
+    issues = issues_of(path)
+    assert any("workers[0] (w).timeout: must be at least 1ms" in i for i in issues)
+    assert any("api_keys[0].scopes" in i for i in issues)

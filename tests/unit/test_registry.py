@@ -12,12 +12,15 @@ def test_health_follows_heartbeat_age() -> None:
     assert health_of(now - 301_000, now) == "down"
 
 
-def test_redaction_hides_secret_looking_values_and_bearer_strings() -> None:
-    out = redact({"env": {"API_TOKEN": "t0k", "HOME": "/root"}, "headers": {"Authorization": "Bearer abc"},
-                  "command": ["curl", "-H", "Authorization: Bearer xyz"]})
-    assert out["env"] == {"API_TOKEN": REDACTED, "HOME": "/root"}
-    assert out["headers"]["Authorization"] == REDACTED
-    assert "xyz" not in str(out["command"])
+def test_redaction_hides_env_headers_url_credentials_and_bearer_strings() -> None:
+    out = redact({"env": {"GH_PAT": "t0k", "HOME": "/root"}, "headers": {"X-Custom": "abc"},
+                  "endpoint": "http://user:pw@h:1", "cwd": "/srv", "api_token": "s",
+                  "command": ["curl", "-H", "Authorization: Bearer xyz", "postgres://u:p@db/x"]})
+    assert out["env"] == {"GH_PAT": REDACTED, "HOME": REDACTED}
+    assert out["headers"] == {"X-Custom": REDACTED}
+    assert out["endpoint"] == f"http://user:{REDACTED}@h:1" and out["cwd"] == "/srv"
+    assert out["api_token"] == REDACTED
+    assert "xyz" not in str(out["command"]) and ":p@" not in str(out["command"])
 
 
 def test_every_key_template_is_a_lua_function_with_the_same_spelling() -> None:
