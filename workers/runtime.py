@@ -209,16 +209,12 @@ class WorkerRuntime:
             return False
         task = claim.task
         handle = RunHandle(task_id)
-        if self.stopping.is_set():
-            # Fetched just as the process began to stop: give it back for another process.
-            handle.abort("shutdown")
-            return self._record(spec, task, handle, Outcome("aborted", error="shutdown"), ack)
         with self._running_lock:
             self.running[task_id] = handle
-            if task_id in self._early_cancels:
+            if task_id in self._early_cancels:  # cancelled between its claim and now
                 self._early_cancels.discard(task_id)
                 handle.abort("cancelled")
-            elif self.stopping.is_set():  # stop() began between the check above and now
+            elif self.stopping.is_set():  # fetched as the process began to stop: give it back
                 handle.abort("shutdown")
         try:
             ctx = TaskContext(id=task.id, prompt=task.prompt, context=task.context, worker=spec.name,
