@@ -19,12 +19,12 @@ from typing import Any
 from config.loader import find_config_file, load_settings
 from config.settings import Settings
 from engine import registry
-from engine.connect import safe_url, sync_client
+from engine.connect import sync_client
 from engine.embedded import resolve_redis
-from engine.errors import ConfigError, StoreUnavailable, TaskyardError
+from engine.errors import ConfigError, TaskyardError
 from engine.reaper import Reaper
 from engine.store import SyncRunner
-from workers.cli import add_worker_arguments, reaper_options, run_worker, runtime_options
+from workers.cli import add_worker_arguments, reaper_options, run_worker, runtime_options, startup_error
 from workers.liveness import ReaperLoop
 from workers.logs import setup_logging
 from workers.runtime import WorkerRuntime
@@ -102,12 +102,8 @@ def _serve(settings: Settings, *, no_workers: bool) -> int:
         else:
             runtime = WorkerRuntime(settings.workers, runtime_options(settings, url, source="config"))
             runtime.start()
-    except StoreUnavailable as exc:
-        where = safe_url(settings.redis_url) if settings.redis_url else f"the embedded Redis in {settings.data_dir}"
-        print(f"taskyard serve: cannot reach Redis at {where} ({exc.message})", file=sys.stderr)
-        return 1
     except TaskyardError as exc:
-        print(f"taskyard serve: {exc.message}", file=sys.stderr)
+        print(startup_error("serve", settings, exc), file=sys.stderr)
         return 1
     app = create_app(settings, redis_url=url)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,

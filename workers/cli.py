@@ -19,7 +19,7 @@ from engine.errors import StoreUnavailable, TaskyardError
 from engine.reaper import ReaperOptions
 from workers.runtime import RuntimeOptions, WorkerRuntime
 
-__all__ = ["add_worker_arguments", "reaper_options", "run_worker", "runtime_options"]
+__all__ = ["add_worker_arguments", "reaper_options", "run_worker", "runtime_options", "startup_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,14 @@ def runtime_options(settings: Settings, redis_url: str, *, source: str) -> Runti
         reaper=reaper_options(settings))
 
 
+def startup_error(command: str, settings: Settings, exc: TaskyardError) -> str:
+    """One line for a process that could not start; a Redis URL is shown without its password."""
+    if isinstance(exc, StoreUnavailable):
+        where = safe_url(settings.redis_url) if settings.redis_url else f"the embedded Redis in {settings.data_dir}"
+        return f"taskyard {command}: cannot reach Redis at {where} ({exc.message})"
+    return f"taskyard {command}: {exc.message}"
+
+
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Serve workers until SIGTERM/SIGINT, then drain. Returns the exit code."""
     if args.name:
@@ -94,12 +102,8 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
         url, embedded = resolve_redis(settings.redis_url, settings.data_dir)
         runtime = WorkerRuntime(specs, runtime_options(settings, url, source=source), base_env=os.environ)
         runtime.start()
-    except StoreUnavailable as exc:
-        where = safe_url(settings.redis_url) if settings.redis_url else f"the embedded Redis in {settings.data_dir}"
-        print(f"taskyard worker: cannot reach Redis at {where} ({exc.message})", file=sys.stderr)
-        return 1
     except TaskyardError as exc:
-        print(f"taskyard worker: {exc.message}", file=sys.stderr)
+        print(startup_error("worker", settings, exc), file=sys.stderr)
         return 1
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
