@@ -37,6 +37,7 @@ TEMPLATES: dict[str, str] = {
     "worker_procs": "ty:w:{worker}:procs",  # zset: process id -> last heartbeat (ms)
     "worker_seen": "ty:w:{worker}:seen",  # string: last heartbeat of any of its processes (ms), kept for health
     "worker_wake": "ty:w:{worker}:wake",  # list: wake-up tokens idle consumers block on
+    "worker_error": "ty:w:{worker}:error",  # string (expires): why its backend is failing health checks
     "proc": "ty:proc:{proc}",  # hash (expires): one worker process, alive while it heartbeats
     "proc_tasks": "ty:proc:{proc}:tasks",  # set: task ids the process is running
     "proc_cancel": "ty:proc:{proc}:cancel",  # list: task ids the process must cancel

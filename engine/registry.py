@@ -164,6 +164,10 @@ def heartbeat(*, proc_id: str, specs: list[WorkerSpec], now_ms: int, ttl_ms: int
     for spec in specs:
         commands += [("ZADD", keys.key("worker_procs", worker=spec.name), now_ms, proc_id),
                      ("SET", keys.key("worker_seen", worker=spec.name), now_ms)]
+        error_key = keys.key("worker_error", worker=spec.name)
+        # A failing backend takes no round-robin traffic until a health check passes (or the mark expires).
+        commands.append(("SET", error_key, errors[spec.name], "PX", ttl_ms) if errors.get(spec.name)
+                        else ("DEL", error_key))
     return Op(lambda raw: None, commands=tuple(commands))
 
 

@@ -151,6 +151,8 @@ local function choose(first, n, stride, group, require_online, online_since, ski
         table.insert(skipped, {worker = name, reason = "removed"})
       elseif require_online and redis.call("zcount", k_worker_procs(name), online_since, "+inf") == 0 then
         table.insert(skipped, {worker = name, reason = "offline"})
+      elseif require_online and redis.call("exists", k_worker_error(name)) == 1 then
+        table.insert(skipped, {worker = name, reason = "error"})
       else
         local depth = redis.call("zcard", k_worker_active(name))
         if depth >= bound then

@@ -143,3 +143,25 @@ def test_removing_a_worker_fails_its_queued_tasks(runner: SyncRunner, service: S
     assert after.state == "failed" and after.error == "worker removed"
     with pytest.raises(WorkerNotFound):
         service(lambda s: s.submit("default", {"prompt": "a", "worker": "w"}))
+
+
+def test_a_worker_failing_health_checks_gets_no_round_robin_traffic(runner: SyncRunner, service: ServiceHarness,
+                                                                    spec_factory) -> None:
+    from engine import registry
+    from engine.clock import now_ms
+
+    a, b = spec_factory("a"), spec_factory("b")
+    define(runner, a, b)
+    runner.run(registry.heartbeat(proc_id="q" * 32, specs=[a], now_ms=now_ms(), ttl_ms=3000, host="h", pid=1,
+                                  errors={"a": "health check failed: HTTP 500"}))
+
+    async def four(svc: TaskService) -> list[str]:
+        return [(await svc.submit("default", {"prompt": str(i)}))[0].worker_name for i in range(4)]
+
+    assert service(four) == ["b"] * 4
+    named, _ = service(lambda s: s.submit("default", {"prompt": "x", "worker": "a"}))
+    assert named.worker_name == "a"  # a named task still waits for it
+    (status,) = [w for w in service(lambda s: s.workers()) if w["name"] == "a"]
+    assert status["state"] == "error" and status["errors"] == ["health check failed: HTTP 500"]
+    runner.run(registry.heartbeat(proc_id="q" * 32, specs=[a], now_ms=now_ms(), ttl_ms=3000, host="h", pid=1))
+    assert "a" in service(four)
