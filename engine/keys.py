@@ -71,10 +71,13 @@ def actor_name(worker: str) -> str:
     return f"{ACTOR_PREFIX}{worker}"
 
 
-def lua_preamble() -> str:
-    """Lua functions ``k_<name>(a, b)`` for every template, arguments in template order."""
+def lua_preamble(used: str | None = None) -> str:
+    """Lua functions ``k_<name>(a, b)`` for every template (or only those ``used`` calls), arguments in
+    template order. Redis runs a script's whole chunk on every call, so unused functions cost time."""
     lines = []
     for name, template in TEMPLATES.items():
+        if used is not None and f"k_{name}(" not in used:
+            continue
         fields = _FIELD.findall(template)
         pieces = [p for p in _FIELD.split(template)]
         expr = []

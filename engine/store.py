@@ -9,6 +9,7 @@ Redis's answer into a domain value. The worker runtime runs ops with :class:`Syn
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -40,13 +41,44 @@ class Op(Generic[T]):
     commands: tuple[tuple, ...] | None = None  # run together in one MULTI/EXEC transaction
 
 
+_DEFINES = re.compile(r"^local (?:function )?(\w+)", re.M)
+
+
+def _definitions(common: str) -> list[tuple[str, str]]:
+    """``_common.lua`` cut into (name, source) per top-level ``local`` definition, each with the comment lines
+    just above it. A definition runs until the comment or definition that starts the next one."""
+    lines = common.splitlines(keepends=True)
+    starts: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        m = _DEFINES.match(line)
+        if m:
+            first = i
+            while first > 0 and lines[first - 1].startswith("--"):
+                first -= 1
+            starts.append((first, m.group(1)))
+    return [(name, "".join(lines[first:(starts[k + 1][0] if k + 1 < len(starts) else len(lines))]))
+            for k, (first, name) in enumerate(starts)]
+
+
 @cache
 def script_source(name: str) -> str:
-    """The full Lua source of a script: generated key functions, shared helpers, then the script."""
+    """The full Lua source of a script: the generated key functions and the shared helpers it uses (directly
+    or through other helpers), then the script. Redis re-runs a script's whole chunk on every call, so
+    leaving out what a script does not use saves server time on every call."""
     lua = resources.files("engine") / "lua"
-    common = (lua / "_common.lua").read_text(encoding="utf-8")
     body = (lua / f"{name}.lua").read_text(encoding="utf-8")
-    return lua_preamble() + common + "\n" + body
+    common = (lua / "_common.lua").read_text(encoding="utf-8")
+    blocks = _definitions(common)
+    needed: set[str] = set()
+    text = body
+    while True:
+        more = {n for n, _ in blocks if n not in needed and re.search(rf"\b{n}\b", text)}
+        if not more:
+            break
+        needed |= more
+        text = body + "".join(b for n, b in blocks if n in needed)
+    helpers = "".join(b for n, b in blocks if n in needed)
+    return lua_preamble(used=text) + helpers + "\n" + body
 
 
 class SyncRunner:

@@ -3,6 +3,7 @@
 -- Scripts touch keys they derive from task and worker names: Taskyard needs a single Redis node (not Cluster).
 
 local FINAL = {completed = true, failed = true, cancelled = true}
+local WAKE_TOKENS_MAX = 16  -- tokens kept on a worker's wake-up list (enough to wake every idle consumer)
 
 -- Move a task between states, keeping the per-state indexes exact.
 local function move_state(id, project, worker, seq, old, new)
@@ -17,16 +18,21 @@ end
 
 -- Put a Dramatiq message for the task on its worker's queue (Dramatiq 2.2.1's Redis layout: HSET the
 -- encoded message into <ns>:<queue>.msgs, RPUSH its id onto <ns>:<queue>) and wake one idle consumer.
-local function enqueue(worker, id, now)
-  local mid = id .. "-" .. redis.call("incr", k_msg_seq())
+-- `mid` (the message id) must be new for every delivery; `first` = the task's first one: the caller has
+-- already written `msg` into the task record with its other fields (one HSET fewer on the admission path).
+local function enqueue(worker, id, now, mid, first)
+  mid = mid or (id .. "-" .. redis.call("incr", k_msg_seq()))
   local msg = '{"queue_name":"' .. QUEUE_PREFIX .. worker .. '","actor_name":"' .. ACTOR_PREFIX .. worker
     .. '","args":["' .. id .. '"],"kwargs":{},"options":{"redis_message_id":"' .. mid
     .. '"},"message_id":"' .. mid .. '","message_timestamp":' .. now .. '}'
   redis.call("hset", k_dq_msgs(worker), mid, msg)
   redis.call("rpush", k_dq_queue(worker), mid)
-  redis.call("lpush", k_worker_wake(worker), "1")
-  redis.call("ltrim", k_worker_wake(worker), 0, 15)
-  redis.call("hset", k_task(id), "msg", mid)
+  if redis.call("lpush", k_worker_wake(worker), "1") > WAKE_TOKENS_MAX then
+    redis.call("ltrim", k_worker_wake(worker), 0, WAKE_TOKENS_MAX - 1)
+  end
+  if not first then
+    redis.call("hset", k_task(id), "msg", mid)
+  end
   return mid
 end
 

@@ -35,8 +35,9 @@ local decision_json = cjson.encode(decision)
 
 local t = k_task(id)
 local seq = redis.call("incr", k_task_seq())
+local mid = id .. "-0"  -- the first delivery; later ones take ids from the message counter
 local fields = {"id", id, "project", project, "worker_name", chosen, "created_at", now, "seq", seq,
-                "attempts", 0, "lost", 0, "dispatch", decision_json,
+                "attempts", 0, "lost", 0, "dispatch", decision_json, "state", "pending", "msg", mid,
                 "max_retries", ARGV[chosen_at + 2], "timeout", ARGV[chosen_at + 3]}
 for i = 11 + STRIDE * n, #ARGV do
   table.insert(fields, ARGV[i])
@@ -44,11 +45,12 @@ end
 redis.call("hset", t, unpack(fields))
 redis.call("zadd", k_idx_all(project), seq, id)
 redis.call("zadd", k_idx_worker(project, chosen), seq, id)
-move_state(id, project, chosen, seq, nil, "pending")
+redis.call("zadd", k_idx_state(project, "pending"), seq, id)
+redis.call("zadd", k_idx_worker_state(project, chosen, "pending"), seq, id)
 redis.call("zadd", k_worker_active(chosen), now, id)
 if idem ~= "" then
   redis.call("set", k_idem(project, idem), id)
 end
-enqueue(chosen, id, now)
+enqueue(chosen, id, now, mid, true)
 redis.call("hincrby", k_metrics(), "tasks_created", 1)
 return {"ok", chosen, decision_json}
