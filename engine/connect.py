@@ -23,11 +23,13 @@ def async_client(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
-def sync_client(url: str, *, blocking_reads: bool = False) -> redis.Redis:
-    """A blocking client. ``blocking_reads`` leaves the socket timeout off for BLPOP loops."""
+def sync_client(url: str, *, blocking_reads: bool = False, single_connection: bool = False) -> redis.Redis:
+    """A blocking client. ``blocking_reads`` leaves the socket timeout off for BLPOP loops;
+    ``single_connection`` gives the client one connection of its own (one thread's use only)."""
     return redis.Redis.from_url(
         url, decode_responses=True, socket_connect_timeout=SOCKET_TIMEOUT_S,
-        socket_timeout=None if blocking_reads else SOCKET_TIMEOUT_S, health_check_interval=HEALTH_CHECK_S)
+        socket_timeout=None if blocking_reads else SOCKET_TIMEOUT_S, health_check_interval=HEALTH_CHECK_S,
+        single_connection_client=single_connection)
 
 
 def safe_url(url: str) -> str:

@@ -19,7 +19,7 @@ from engine.clock import now_ms
 from engine.dispatcher import plan
 from engine.errors import NoOnlineWorkers
 from engine.models import SubmitRequest
-from engine.store import Op, SyncRunner
+from engine.store import Op, Runner
 
 __all__ = ["Reaper", "ReaperOptions"]
 
@@ -43,7 +43,7 @@ class ReaperOptions:
 
 @dataclass
 class Reaper:
-    runner: SyncRunner
+    runner: Runner
     options: ReaperOptions
     owner: str
     _last_scan_ms: int = field(default=0)

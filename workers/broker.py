@@ -25,7 +25,7 @@ from dramatiq.middleware import CurrentMessage
 from engine import keys, tasks
 from engine.clock import now_ms
 from engine.errors import StoreUnavailable
-from engine.store import SyncRunner
+from engine.store import Runner
 
 __all__ = ["BUSY_WAIT_S", "TaskyardBroker"]
 
@@ -36,7 +36,7 @@ MAINTENANCE_CHANCE = 10_000  # per million broker calls: Dramatiq's requeue pass
 class TaskyardBroker(RedisBroker):
     """A RedisBroker whose consumers claim tasks as they fetch and wake on Taskyard's wake-up list."""
 
-    def __init__(self, *, url: str, runner: SyncRunner, proc_id: str, max_lost: int, heartbeat_timeout_ms: int,
+    def __init__(self, *, url: str, runner: Runner, proc_id: str, max_lost: int, heartbeat_timeout_ms: int,
                  poll_timeout_s: float) -> None:
         super().__init__(
             url=url,

@@ -28,7 +28,7 @@ from engine.errors import StoreUnavailable
 from engine.ids import new_id
 from engine.models import Task
 from engine.reaper import Reaper, ReaperOptions
-from engine.store import Op, SyncRunner
+from engine.store import Op, ThreadLocalRunner
 from workers.backends import Backend, Outcome, RunHandle, TaskContext, backend_for
 from workers.backends.endpoint import check_health
 from workers.broker import TaskyardBroker
@@ -65,8 +65,7 @@ class WorkerRuntime:
         self.options = options
         self.proc_id = new_id()
         self.base_env = dict(base_env if base_env is not None else os.environ)
-        self.client = sync_client(options.redis_url)
-        self.runner = SyncRunner(self.client)
+        self.runner = ThreadLocalRunner(lambda: sync_client(options.redis_url, single_connection=True))
         self.backends: dict[str, Backend] = {s.name: backend_for(s, base_env=self.base_env) for s in specs}
         self.running: dict[str, RunHandle] = {}
         self._early_cancels: set[str] = set()  # cancels that arrived before their run registered
@@ -149,7 +148,7 @@ class WorkerRuntime:
             self.runner.run(registry.deregister(proc_id=self.proc_id, workers=[s.name for s in self.specs]))
         except StoreUnavailable:
             logger.warning("could not deregister; the reaper will requeue this process's tasks")
-        self.client.close()
+        self.runner.close()
         for loop in self._loops:
             if isinstance(loop, CancelWatcher):
                 loop.client.close()
