@@ -1,9 +1,11 @@
 """The Redis seam: operations described once, run by a sync or an async runner.
 
 Each store operation is an :class:`Op`: one Lua script call (or one plain command) plus a function that turns
-Redis's answer into a domain value. The worker runtime runs ops with :class:`SyncRunner` (threads), the API with
-:class:`AsyncRunner` (asyncio); the logic exists once. Every op is a single round trip. Redis errors become
-:class:`~engine.errors.StoreUnavailable` here, at the boundary.
+Redis's answer into a domain value. The worker runtime runs ops with :class:`ThreadLocalRunner` (a
+:class:`SyncRunner` and a connection per thread), the API with :class:`AsyncRunner` (asyncio, auto-pipelined);
+the logic exists once. Every op is a single round trip. Redis errors become
+:class:`~engine.errors.StoreUnavailable` here, at the boundary. Lua sources are assembled by
+:func:`script_source` from ``engine/lua/``.
 """
 
 from __future__ import annotations
