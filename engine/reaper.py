@@ -88,8 +88,7 @@ class Reaper:
 
     def _move_stranded(self, now: int, done: dict[str, int]) -> None:
         online_since = now - self.options.offline_after_ms
-        names = self.runner.run(registry.list_names())
-        statuses = self.runner.run(registry.status(names, online_since_ms=online_since))
+        statuses = self.runner.run(registry.status(online_since_ms=online_since))
         defs = {s.spec.name: s.spec for s in statuses}
         for status in statuses:
             last = status.last_heartbeat_ms

@@ -24,7 +24,6 @@ __all__ = [
     "get_def",
     "heartbeat",
     "health_of",
-    "list_names",
     "redact",
     "register",
     "status",
@@ -119,10 +118,12 @@ def _decode(raw: str) -> tuple[WorkerSpec, str]:
     return WorkerSpec.model_validate(data["spec"]), data.get("source", "")
 
 
-def register(spec: WorkerSpec, *, source: str) -> Op[None]:
-    """Store (or replace) a definition. ``source`` says who defined it: config, api or process."""
-    return Op(lambda raw: None, commands=(
-        ("SET", keys.key("worker_def", worker=spec.name), _encode(spec, source)),
+def register(spec: WorkerSpec, *, source: str, replace: bool = True) -> Op[bool]:
+    """Store a definition; answers whether it was stored. ``source`` says who defined it: config, api or
+    process. With ``replace=False`` an existing definition of that name is kept (and False answered)."""
+    only_new = () if replace else ("NX",)
+    return Op(lambda raw: bool(raw[0]), commands=(
+        ("SET", keys.key("worker_def", worker=spec.name), _encode(spec, source), *only_new),
         ("SADD", keys.key("workers"), spec.name),
         ("SREM", keys.key("workers_removed"), spec.name),
     ))
@@ -144,11 +145,6 @@ def unregister(name: str) -> Op[bool]:
 def get_def(name: str) -> Op[tuple[WorkerSpec, str] | None]:
     """The definition and its source, or None."""
     return Op(lambda raw: _decode(raw) if raw else None, command=("GET", keys.key("worker_def", worker=name)))
-
-
-def list_names() -> Op[list[str]]:
-    """Names of every defined worker, sorted."""
-    return Op(lambda raw: sorted(raw), command=("SMEMBERS", keys.key("workers")))
 
 
 def heartbeat(*, proc_id: str, specs: list[WorkerSpec], now_ms: int, ttl_ms: int, host: str, pid: int,
@@ -179,8 +175,9 @@ def deregister(*, proc_id: str, workers: list[str]) -> Op[None]:
     return Op(lambda raw: None, commands=tuple(commands))
 
 
-def status(names: list[str], *, online_since_ms: int) -> Op[list[WorkerStatus]]:
-    """Live status of the named workers (unknown names are left out), in the order given."""
+def status(names: list[str] | None = None, *, online_since_ms: int) -> Op[list[WorkerStatus]]:
+    """Live status of the named workers (unknown names are left out) in the order given, or of every defined
+    worker by name when ``names`` is None: one round trip either way."""
 
     def parse(raw: list[list[Any]]) -> list[WorkerStatus]:
         out = []
@@ -191,4 +188,4 @@ def status(names: list[str], *, online_since_ms: int) -> Op[list[WorkerStatus]]:
             out.append(WorkerStatus(spec, source, int(row[2]), int(row[3]), last, procs))
         return out
 
-    return Op(parse, script="worker_status", args=(online_since_ms, *names))
+    return Op(parse, script="worker_status", args=(online_since_ms, *(names or ())))

@@ -16,7 +16,7 @@ from config.settings import WorkerSpec
 from engine import keys, registry, tasks
 from engine.clock import now_ms
 from engine.dispatcher import plan
-from engine.errors import NoOnlineWorkers, QueueFull, TaskNotFound, ValidationFailed, WorkerNotFound
+from engine.errors import Conflict, NoOnlineWorkers, QueueFull, TaskNotFound, ValidationFailed, WorkerNotFound
 from engine.ids import is_id, new_id
 from engine.models import TASK_STATES, Task
 from engine.store import AsyncRunner, Op
@@ -46,8 +46,7 @@ class TaskService:
         self._refresh: asyncio.Task[None] | None = None
 
     # -- workers -------------------------------------------------------------------------------------------
-    async def _statuses(self) -> list[registry.WorkerStatus]:
-        names = await self.runner.run(registry.list_names())
+    async def _statuses(self, names: list[str] | None = None) -> list[registry.WorkerStatus]:
         online_since = now_ms() - self.options.offline_after_ms
         return await self.runner.run(registry.status(names, online_since_ms=online_since))
 
@@ -68,13 +67,15 @@ class TaskService:
         return [s.to_public(default_bound=self.options.default_bound, now_ms=now) for s in await self._statuses()]
 
     async def worker(self, name: str) -> dict[str, Any]:
-        for status in await self._statuses():
-            if status.spec.name == name:
-                return status.to_public(default_bound=self.options.default_bound, now_ms=now_ms())
+        for status in await self._statuses([name]):
+            return status.to_public(default_bound=self.options.default_bound, now_ms=now_ms())
         raise WorkerNotFound()
 
     async def register_worker(self, spec: WorkerSpec, *, source: str) -> dict[str, Any]:
-        await self.runner.run(registry.register(spec, source=source))
+        """Define a new worker; Conflict when the name is taken (decided in Redis, so two callers racing
+        for one name cannot both succeed)."""
+        if not await self.runner.run(registry.register(spec, source=source, replace=False)):
+            raise Conflict("worker already exists")
         self._defs_at = -DEFS_TTL_MS
         return await self.worker(spec.name)
 

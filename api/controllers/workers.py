@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from api.controllers.body import Service, json_body
 from config.settings import WorkerSpec
-from engine.errors import Conflict, ValidationFailed
+from engine.errors import ValidationFailed
 
 __all__ = ["WorkerController"]
 
@@ -38,8 +38,6 @@ class WorkerController(Controller):
             if first["type"] == "extra_forbidden":
                 reason = "unknown field"
             raise ValidationFailed(f"invalid request body: {where}: {reason}") from None
-        if any(w["name"] == spec.name for w in await service.workers()):
-            raise Conflict("worker already exists")
         return Response(await service.register_worker(spec, source="api"), status_code=201)
 
     @delete("/workers/{name:str}", status_code=200, opt={"scope": "admin"}, summary="Remove a worker")

@@ -1,10 +1,18 @@
 -- worker_status(online_since_ms, name...)
--- For each defined worker: {name, definition_json, depth, running, last_heartbeat_ms, [proc, concurrency, error]*}
+-- For each named worker (every defined worker, by name, when none is named):
+-- {name, definition_json, depth, running, last_heartbeat_ms, [proc, concurrency, error]*}
 -- listing only live processes (heartbeat at or after online_since_ms).
 local online_since = ARGV[1]
-local out = {}
+local names = {}
 for i = 2, #ARGV do
-  local w = ARGV[i]
+  table.insert(names, ARGV[i])
+end
+if #names == 0 then
+  names = redis.call("smembers", k_workers())
+  table.sort(names)
+end
+local out = {}
+for _, w in ipairs(names) do
   local def = redis.call("get", k_worker_def(w))
   if def then
     local row = {w, def, redis.call("zcard", k_worker_active(w)), redis.call("scard", k_worker_running(w)),
