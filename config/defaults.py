@@ -23,3 +23,16 @@ STDERR_TAIL_BYTES = 2048  # bytes of a failed command's stderr kept in the task 
 MAX_RESULT_BYTES = 1_048_576  # bytes of output kept as a task's result
 MAX_PROMPT_BYTES = 1_048_576  # bytes, largest prompt accepted
 MAX_BODY_BYTES = 2_097_152  # bytes, largest POST /task body accepted
+
+# Inbound webhook sources and GitHub write-back.
+WEBHOOK_MAX_BODY_BYTES = 5_242_880  # bytes (5 MiB), largest webhook body a source accepts
+GITHUB_API_URL = "https://api.github.com"  # REST API root; GitHub Enterprise uses https://<host>/api/v3
+GITHUB_TIMEOUT_S = 10.0  # seconds per GitHub API request (connect, read and write each)
+GITHUB_MAX_DIFF_BYTES = 512_000  # bytes (500 KB) of a pull request or compare diff kept; the rest is cut
+GITHUB_PAGE_SIZE = 100  # items per page when listing files or comments (GitHub's maximum)
+GITHUB_MAX_PAGES = 30  # pages followed per listing (3,000 items, GitHub's own cap on pull request files)
+GITHUB_MAX_COMMENT_CHARS = 65_000  # characters of a write-back comment; GitHub refuses bodies over 65,536
+
+# Webhook events
+MAX_EVENT_ERROR_CHARS = 2000  # characters of an event error or state-history detail kept
+AUDIT_PAGE = 100  # audit entries GET /logs answers when no limit is given

@@ -89,6 +89,7 @@ def load_settings(
             raw[key] = value
             origins[key] = f"command line --{key.replace('_', '-')}"
 
+    worker_files: dict[str, str] = {}
     workers = raw.get("workers") or []
     if not isinstance(workers, list):
         issues.append(ConfigIssue(label, "workers", "must be a list of worker definitions"))
@@ -97,7 +98,9 @@ def load_settings(
     if raw.get("workers_dir"):
         wdir = Path(str(raw["workers_dir"]))
         wdir = wdir if wdir.is_absolute() else base_dir / wdir
-        raw["workers"] = list(workers) + _read_workers_dir(wdir, env, issues)
+        from_dir = _read_workers_dir(wdir, env, issues)
+        raw["workers"] = list(workers) + [data for data, _ in from_dir]
+        worker_files = {str(data.get("name")): file for data, file in from_dir}
         raw["workers_dir"] = str(wdir)
     if raw.get("data_dir") and not Path(str(raw["data_dir"])).is_absolute() and file is not None:
         raw["data_dir"] = str(base_dir / str(raw["data_dir"]))
@@ -109,6 +112,7 @@ def load_settings(
         issues.extend(_issues_from(exc, label, raw, origins))
     if issues or settings is None:
         raise ConfigError(issues)
+    settings.worker_files.update(worker_files)
     if not settings.workers and settings.builtin_echo:
         settings = settings.model_copy(update={"workers": [WorkerSpec.model_validate(BUILTIN_ECHO)]})
     return settings
@@ -135,11 +139,11 @@ def _read_yaml(file: Path, issues: list[ConfigIssue]) -> dict[str, Any]:
     return data
 
 
-def _read_workers_dir(wdir: Path, env: Mapping[str, str], issues: list[ConfigIssue]) -> list[dict]:
+def _read_workers_dir(wdir: Path, env: Mapping[str, str], issues: list[ConfigIssue]) -> list[tuple[dict, str]]:
     if not wdir.is_dir():
         issues.append(ConfigIssue(str(wdir), "workers_dir", "is not a directory"))
         return []
-    found: list[dict] = []
+    found: list[tuple[dict, str]] = []
     for file in sorted([*wdir.glob("*.yaml"), *wdir.glob("*.yml")]):
         data = _expand_env(_read_yaml(file, issues), env, str(file), "", issues)
         if not data:
@@ -149,7 +153,7 @@ def _read_workers_dir(wdir: Path, env: Mapping[str, str], issues: list[ConfigIss
         except ValidationError as exc:
             issues.extend(_issues_from(exc, str(file), data))
             continue
-        found.append(data)
+        found.append((data, str(file)))
     return found
 
 

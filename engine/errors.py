@@ -9,15 +9,21 @@ status and mecha's message in one place (``api/errors.py``); nothing else builds
     ├── ConfigError                 the configuration is invalid (lists every issue with file and key)
     ├── StoreUnavailable            Redis cannot be reached or answered with an error
     ├── ValidationFailed            a request is malformed (message is mecha's, e.g. "prompt is required")
+    │   ├── WebhookInvalid          a webhook delivery failed its signature or shape check ("webhook validation failed")
+    │   └── PayloadTooLarge         a body over its limit (413)
     ├── NotFound                    a record does not exist (or belongs to another project)
-    │   ├── TaskNotFound
-    │   └── WorkerNotFound
+    │   ├── TaskNotFound / EventNotFound / WorkerNotFound
+    │   └── UnknownSource           a webhook for a source the config does not define
     ├── Conflict                    the request contradicts stored state (e.g. a worker name already taken)
     ├── AdmissionRefused            the dispatcher would not take the task; nothing was stored
     │   ├── NoOnlineWorkers
     │   └── QueueFull
     ├── Unauthorized / Forbidden    authentication or scope failures
-    └── BackendError                a worker backend could not run a task (bad command, unreachable endpoint)
+    ├── BackendError                a worker backend could not run a task (bad command, unreachable endpoint)
+    ├── GitHubError                 a GitHub API call failed; ``retryable`` says whether a later try may work
+    ├── TemplateInvalid             a prompt template does not compile (found when the config is checked)
+    ├── TemplateFailed              a template could not render for one event (undefined variable, unsafe access)
+    └── FilterInvalid               a rule's filter has a bad shape (found when the config is checked)
 """
 
 from __future__ import annotations
@@ -29,16 +35,24 @@ __all__ = [
     "BackendError",
     "ConfigError",
     "ConfigIssue",
+    "EventNotFound",
     "Conflict",
+    "FilterInvalid",
     "Forbidden",
+    "GitHubError",
     "NoOnlineWorkers",
     "NotFound",
+    "PayloadTooLarge",
     "QueueFull",
     "StoreUnavailable",
     "TaskNotFound",
     "TaskyardError",
+    "TemplateFailed",
+    "TemplateInvalid",
     "Unauthorized",
+    "UnknownSource",
     "ValidationFailed",
+    "WebhookInvalid",
     "WorkerNotFound",
 ]
 
@@ -86,6 +100,18 @@ class ValidationFailed(TaskyardError):
     message = "invalid request body"
 
 
+class WebhookInvalid(ValidationFailed):
+    """A webhook delivery failed verification (signature, required headers, JSON body). The client only sees
+    mecha's ``webhook validation failed``; ``reason`` says which check failed, for the logs: check the source's
+    ``secret`` and that the sender posts ``application/json``."""
+
+    message = "webhook validation failed"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
 class NotFound(TaskyardError):
     """The record does not exist, or it belongs to a project the caller's key cannot see."""
 
@@ -96,6 +122,23 @@ class TaskNotFound(NotFound):
     """No task with that id in the caller's project."""
 
     message = "task not found"
+
+
+class EventNotFound(NotFound):
+    message = "event not found"
+
+
+class UnknownSource(NotFound):
+    """A webhook was posted to a source the config does not define (``sources:``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown source: {name}")
+
+
+class PayloadTooLarge(ValidationFailed):
+    """A request body is over its limit (a webhook source's ``max_body_bytes``); answered 413 unread."""
+
+    message = "request body too large"
 
 
 class WorkerNotFound(NotFound):
@@ -147,3 +190,43 @@ class BackendError(TaskyardError):
     """A worker backend could not run the task (command not found, endpoint unreachable, bad handler path)."""
 
     message = "backend error"
+
+
+class GitHubError(TaskyardError):
+    """A GitHub API call failed; the message names the call, the status and what to check (the token's
+    permissions, the repository, the number). ``retryable`` is true for rate limits, 5xx answers and network
+    errors: write-back keeps its place and tries again later. The message never contains the token."""
+
+    message = "github api error"
+
+    def __init__(self, message: str | None = None, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class TemplateInvalid(TaskyardError):
+    """A prompt or concurrency-key template does not compile. The message names the line and the syntax problem;
+    fix the template (mecha's ``{{.var}}`` and Jinja's ``{{ var }}`` both work, Go's ``{{if}}``/``{{range}}`` do
+    not: use Jinja's ``{% if %}``/``{% for %}``)."""
+
+    message = "invalid template"
+
+
+class TemplateFailed(TaskyardError):
+    """A template could not render for one event: a variable it uses is undefined, it tried an unsafe access, or
+    the result passed the size cap. Guard optional values with ``{{ x | default('') }}`` or ``{% if x is defined %}``.
+    """
+
+    message = "template failed"
+
+
+class FilterInvalid(TaskyardError):
+    """A rule's filter has a bad shape. ``problems`` lists ``(key, reason)`` pairs, key being the dotted config
+    location of each bad clause; fix each one (a value is a scalar or a non-empty list, ``not:`` takes a mapping)."""
+
+    message = "invalid filter"
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key}: {reason}" for key, reason in problems) or self.message)

@@ -129,10 +129,10 @@ workers:
   - name: w
     handler: m:f
     events:
-      - {source: github, on: [push], filter: {draft: no}}
+      - {source: github, on: [push], filter: {draft: no}, prompt: x}
 """)
     event = load_settings(path, env={}).workers[0].events[0]
-    assert event["on"] == ["push"] and event["filter"] == {"draft": "no"}
+    assert event.on == ["push"] and event.filter == {"draft": "no"}
 
 
 def test_an_empty_secret_from_the_environment_is_an_error_not_auth_off(tmp_path: Path) -> None:
