@@ -54,9 +54,14 @@ def key_table(settings: Settings) -> dict[str, Principal]:
 class AuthGate:
     """ASGI middleware in front of the whole app."""
 
-    def __init__(self, app: Any, keys: dict[str, Principal]) -> None:
+    def __init__(self, app: Any, keys: dict[str, Principal], *, signed_sources: frozenset[str] = frozenset(),
+                 known_sources: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.keys = keys
+        # Webhook paths that skip the key: sources that verify their own signature, and unknown sources (so the
+        # sender sees 404 "unknown source" rather than 401).
+        self.open_webhooks = frozenset(f"/webhook/{name}" for name in signed_sources)
+        self.known_webhooks = frozenset(f"/webhook/{name}" for name in known_sources)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self.keys:
@@ -64,7 +69,12 @@ class AuthGate:
                 scope[_SCOPE_KEY] = ANONYMOUS
             await self.app(scope, receive, send)
             return
-        if "/" + scope["path"].strip("/") in OPEN_PATHS:
+        path = "/" + scope["path"].strip("/")
+        if path in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if path.startswith("/webhook/") and (path in self.open_webhooks or path not in self.known_webhooks):
+            scope[_SCOPE_KEY] = ANONYMOUS
             await self.app(scope, receive, send)
             return
         principal = next((self.keys[d] for d in map(_digest, _presented_keys(scope["headers"])) if d in self.keys),

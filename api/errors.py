@@ -14,11 +14,13 @@ from engine.errors import (
     Forbidden,
     NoOnlineWorkers,
     NotFound,
+    PayloadTooLarge,
     QueueFull,
     StoreUnavailable,
     TaskyardError,
     Unauthorized,
     ValidationFailed,
+    WebhookInvalid,
 )
 from engine.ids import new_id
 
@@ -27,6 +29,8 @@ __all__ = ["EXCEPTION_HANDLERS", "error_response"]
 logger = logging.getLogger("taskyard.api")
 
 STATUS: list[tuple[type[TaskyardError], int]] = [
+    (WebhookInvalid, 401),
+    (PayloadTooLarge, 413),
     (ValidationFailed, 400),
     (Unauthorized, 401),
     (Forbidden, 403),

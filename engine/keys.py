@@ -43,6 +43,19 @@ TEMPLATES: dict[str, str] = {
     "proc_cancel": "ty:proc:{proc}:cancel",  # list: task ids the process must cancel
     "rr": "ty:rr:{group}",  # counter: round-robin cursor of one candidate group
     "lock": "ty:lock:{name}",  # string: short leader lock for periodic jobs
+    # webhook events
+    "event": "ty:event:{id}",  # hash: the event record (raw payload, attributes, matches, state)
+    "event_history": "ty:event:{id}:history",  # list: JSON {state, at, detail}, oldest first
+    "event_wb": "ty:event:{id}:wb",  # hash: "<task id>:<step key>" -> JSON result of a write-back step done
+    "event_seq": "ty:seq:event",  # counter: gives every event a strictly growing list position
+    "delivery": "ty:delivery:{source}:{delivery}",  # string: delivery id -> event id (dedupe)
+    "ev_all": "ty:p:{project}:events",  # zset: event id by seq
+    "ev_state": "ty:p:{project}:events:s:{state}",  # zset: event id by seq, one per state
+    "ev_source": "ty:p:{project}:events:src:{source}",  # zset: event id by seq, one per source
+    "ev_source_state": "ty:p:{project}:events:ss:{source}:{state}",  # zset: by source and state
+    "conc": "ty:conc:{project}:{rule}:{value}",  # string: task id holding a rule's concurrency key
+    "audit": "ty:audit",  # stream: the audit trail (event received, rule matched, task sent, write-back...)
+    "conc_wait": "ty:conc:{project}:{rule}:{value}:wait",  # list: JSON deferred dispatches (on_conflict queue)
     # metrics shared by every process
     "metrics": "ty:metrics",  # hash: counters
     "latency": "ty:metrics:dispatch_latency",  # hash: histogram buckets (le -> count), sum_ms, count
@@ -51,6 +64,8 @@ TEMPLATES: dict[str, str] = {
     "dq_msgs": "ty:dq:ty.w.{worker}.msgs",  # hash: message id -> encoded message
     "dq_acks": "ty:dq:__acks__.{broker}.ty.w.{worker}",  # set: ids a consumer fetched and has not acked
     "dq_heartbeats": "ty:dq:__heartbeats__",  # zset: Dramatiq consumer id -> last call (ms)
+    "dq_engine": "ty:dq:ty.engine",  # list: message ids of engine jobs
+    "dq_engine_msgs": "ty:dq:ty.engine.msgs",  # hash: message id -> encoded engine job message
 }
 
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -91,6 +106,7 @@ def lua_preamble(used: str | None = None) -> str:
         lines.append(f"local function k_{name}({', '.join(fields)}) return {body} end")
     lines.append(f"local QUEUE_PREFIX = {_lua_str(QUEUE_PREFIX)}")
     lines.append(f"local ACTOR_PREFIX = {_lua_str(ACTOR_PREFIX)}")
+    lines.append(f"local ENGINE_QUEUE = {_lua_str(ENGINE_QUEUE)}")
     return "\n".join(lines) + "\n"
 
 

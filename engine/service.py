@@ -7,26 +7,23 @@ costs one Redis round trip; a named worker missing from the cache forces a refre
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from config.settings import WorkerSpec
 from engine import keys, registry, tasks
+from engine.admission import admission, refusal
 from engine.clock import now_ms
-from engine.dispatcher import plan
-from engine.errors import Conflict, NoOnlineWorkers, QueueFull, TaskNotFound, ValidationFailed, WorkerNotFound
+from engine.errors import Conflict, TaskNotFound, WorkerNotFound
 from engine.ids import is_id, new_id
 from engine.models import TASK_STATES, Task
+from engine.paging import page_request
 from engine.store import AsyncRunner, Op
 from engine.submit import parse_submit
 
 __all__ = ["ServiceOptions", "TaskService"]
 
 DEFS_TTL_MS = 1000  # milliseconds a replica trusts its cached worker definitions
-MAX_PAGE = 500  # tasks per page at most
-DEFAULT_PAGE = 50  # tasks per page when no limit is given
 DEGRADED_FILL = 0.9  # fraction of total queue capacity above which /health says degraded
 
 
@@ -101,32 +98,15 @@ class TaskService:
         """Store and enqueue a task; answers (task, created). ``created`` is False for an idempotent replay."""
         request = parse_submit(body)
         defs = await self._definitions(force=bool(request.worker) and request.worker not in self._defs)
-        chosen = plan(request, defs, default_bound=self.options.default_bound)
         task_id, now = new_id(), now_ms()
-        fields = {
-            "prompt": request.prompt,
-            "context": json.dumps(request.context) if request.context is not None else "",
-            "pool": request.pool or "",
-            "idempotency_key": request.idempotency_key or "",
-        }
-        if request.timeout is not None:
-            fields["timeout"] = str(request.timeout)
-        if request.max_retries is not None:
-            fields["max_retries"] = str(request.max_retries)
-        result = await self.runner.run(tasks.admit(
-            task_id=task_id, project=project, now_ms=now, candidates=chosen.candidates, policy=chosen.policy,
-            rr_group=chosen.rr_group, require_online=chosen.require_online,
-            online_since_ms=now - self.options.offline_after_ms, skipped=[], fields=fields,
-            idempotency_key=request.idempotency_key))
+        result = await self.runner.run(admission(
+            request, defs, task_id=task_id, project=project, now_ms=now, default_bound=self.options.default_bound,
+            offline_after_ms=self.options.offline_after_ms))
         if result.status == "dup":
             assert result.task_id is not None
             return await self.get(project, result.task_id), False
-        if result.status == "full":
-            raise QueueFull(decision=result.decision)
-        if result.status == "offline":
-            if request.worker:
-                raise WorkerNotFound()
-            raise NoOnlineWorkers(decision=result.decision)
+        if result.status != "ok":
+            raise refusal(result, request)
         assert result.worker is not None
         spec = defs.get(result.worker)
         return Task(
@@ -146,16 +126,7 @@ class TaskService:
     async def list(self, project: str, *, state: str | None, worker: str | None, limit: int | None,
                    cursor: str | None) -> tuple[list[Task], str | None]:
         """A page newest first and the cursor of the next page (None on the last page)."""
-        if state is not None and state not in TASK_STATES:
-            raise ValidationFailed(f"invalid state: must be one of {', '.join(TASK_STATES)}")
-        size = DEFAULT_PAGE if limit is None else limit
-        if not 1 <= size <= MAX_PAGE:
-            raise ValidationFailed(f"invalid limit: must be between 1 and {MAX_PAGE}")
-        below: int | None = None
-        if cursor:
-            if not re.fullmatch(r"[0-9]{1,18}", cursor):
-                raise ValidationFailed("invalid cursor")
-            below = int(cursor)
+        size, below = page_request(state=state, states=TASK_STATES, limit=limit, cursor=cursor)
         page, last_seq = await self.runner.run(tasks.list_page(project=project, state=state, worker=worker,
                                                                below_seq=below, limit=size))
         return page, (str(last_seq) if last_seq is not None else None)

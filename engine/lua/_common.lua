@@ -36,11 +36,31 @@ local function enqueue(worker, id, now, mid, first)
   return mid
 end
 
--- Give a task its final state: out of the worker's depth, its running set and its process's set.
+-- Put an engine job on the ty.engine queue (Dramatiq 2.2.1's layout, as `enqueue`): a message for `actor`
+-- with the string arguments `args`. Engine jobs run in `taskyard serve` (workers/engine_queue.py).
+local function enqueue_job(actor, args, now)
+  local mid = "job-" .. redis.call("incr", k_msg_seq())
+  local encoded = {}
+  for i, a in ipairs(args) do
+    encoded[i] = cjson.encode(tostring(a))
+  end
+  local msg = '{"queue_name":"' .. ENGINE_QUEUE .. '","actor_name":' .. cjson.encode(actor) .. ',"args":['
+    .. table.concat(encoded, ",") .. '],"kwargs":{},"options":{"redis_message_id":"' .. mid
+    .. '"},"message_id":"' .. mid .. '","message_timestamp":' .. now .. '}'
+  redis.call("hset", k_dq_engine_msgs(), mid, msg)
+  redis.call("rpush", k_dq_engine(), mid)
+  return mid
+end
+
+-- Give a task its final state: out of the worker's depth, its running set and its process's set. A task
+-- made by a webhook event also queues the engine job that moves the event along and writes results back.
 local function finalize(id, new_state, now, field, text)
   local t = k_task(id)
-  local f = redis.call("hmget", t, "state", "project", "worker_name", "seq", "owner")
+  local f = redis.call("hmget", t, "state", "project", "worker_name", "seq", "owner", "event_id")
   local old, project, worker, seq, owner = f[1], f[2], f[3], f[4], f[5]
+  if f[6] then
+    enqueue_job("task_finished", {id}, now)
+  end
   move_state(id, project, worker, seq, old, new_state)
   redis.call("hset", t, "completed_at", now)
   if field then

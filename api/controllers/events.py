@@ -1,0 +1,82 @@
+"""Webhooks and events: POST /webhook/{source}, GET /events, GET /event/{id}, the rules dry run and the audit log.
+
+A webhook body is read with the source's own size limit (``max_body_bytes``, 5 MiB by default): a declared
+length over it is refused 413 before a byte is read, a chunked body as soon as it passes the limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+
+from api.auth import principal_of
+from api.controllers.body import json_body
+from api.controllers.tasks import _int_param
+from config import defaults
+from engine.errors import PayloadTooLarge, ValidationFailed
+from engine.event_service import EventService
+
+__all__ = ["EventController", "read_limited"]
+
+Events = NamedDependency[EventService]  # the app's EventService, injected by name ("events")
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class EventController(Controller):
+    tags = ["events"]
+
+    @post("/webhook/{source:str}", status_code=202, opt={"scope": "ingest"}, summary="Receive a webhook",
+          request_max_body_size=None)
+    async def webhook(self, request: Request, events: Events, source: FromPath[str]) -> Response[dict[str, Any]]:
+        spec = events.source(source)
+        body = await read_limited(request, spec.max_body_bytes)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        receipt = await events.receive(source, headers, body, project=principal_of(request).project)
+        return Response(receipt.to_public(), status_code=202 if receipt.status == "received" else 200)
+
+    @get("/events", opt={"scope": "read"}, summary="List webhook events, newest first")
+    async def index(self, request: Request, events: Events) -> Response[list[dict[str, Any]]]:
+        q = request.query_params
+        page, cursor = await events.list_events(
+            principal_of(request).project, state=q.get("state") or None, source=q.get("source") or None,
+            limit=_int_param(q.get("limit"), "limit"), cursor=q.get("cursor") or None)
+        headers = {"X-Next-Cursor": cursor} if cursor else {}
+        return Response([e.to_public() for e in page], headers=headers)
+
+    @get("/event/{event_id:str}", opt={"scope": "read"}, summary="Get an event with its payload and tasks")
+    async def show(self, request: Request, events: Events, event_id: FromPath[str]) -> dict[str, Any]:
+        return await events.get(principal_of(request).project, event_id)
+
+    @post("/api/rules/test", status_code=200, opt={"scope": "read"}, summary="Dry-run the rules on a payload")
+    async def test_rules(self, request: Request, events: Events) -> dict[str, Any]:
+        return events.test_rules(await json_body(request))
+
+    @get("/logs", opt={"scope": "admin"}, summary="The audit trail, newest first")
+    async def logs(self, request: Request, events: Events) -> list[dict[str, Any]]:
+        q = request.query_params
+        since = q.get("since") or None
+        since_ms = None
+        if since is not None:
+            if not since.isdigit():
+                raise ValidationFailed("invalid since: milliseconds since the epoch")
+            since_ms = int(since)
+        limit = _int_param(q.get("limit"), "limit")
+        return await events.logs(event=q.get("event") or None, task=q.get("task") or None,
+                                 action=q.get("action") or None, since_ms=since_ms,
+                                 limit=defaults.AUDIT_PAGE if limit is None else limit)

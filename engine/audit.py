@@ -1,0 +1,64 @@
+"""The audit trail: what the engine did with each event, as a capped Redis stream, newest first on read.
+
+Actions: ``event_received``, ``event_duplicate``, ``rule_matched``, ``rule_skipped``, ``task_sent``,
+``dispatch_refused``, ``event_failed``, ``policy_decision``, ``write_back``, ``write_back_failed``. Every
+detail passes through :func:`engine.registry.redact` before it is stored, so a token never lands here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from engine import keys
+from engine.models import iso_ms
+from engine.registry import redact
+from engine.store import Op
+
+__all__ = ["AUDIT_MAX_ENTRIES", "Entry", "matches", "page", "record"]
+
+AUDIT_MAX_ENTRIES = 100_000  # entries kept (approximately: XADD MAXLEN ~)
+SCAN_BATCH = 1000  # entries read per round trip while filtering
+MAX_SCANNED = 20_000  # entries a filtered query reads at most before answering with what it found
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    at_ms: int
+    action: str
+    event: str | None
+    task: str | None
+    detail: dict[str, Any]
+
+    def to_public(self) -> dict[str, Any]:
+        return {"id": self.id, "at": iso_ms(self.at_ms), "action": self.action, "event": self.event,
+                "task": self.task, "detail": self.detail}
+
+
+def record(action: str, *, event: str | None = None, task: str | None = None, **detail: Any) -> Op[str]:
+    fields = {"action": action, "event": event or "", "task": task or "",
+              "detail": json.dumps(redact(detail), separators=(",", ":"), default=str)}
+    return Op(str, command=("XADD", keys.key("audit"), "MAXLEN", "~", AUDIT_MAX_ENTRIES, "*",
+                            *[x for kv in fields.items() for x in kv]))
+
+
+def page(*, before: str | None, since_ms: int | None, count: int) -> Op[list[Entry]]:
+    """Up to ``count`` entries newest first, older than stream id ``before`` and not older than ``since_ms``."""
+    high = f"({before}" if before else "+"
+    low = str(since_ms) if since_ms is not None else "-"
+    return Op(lambda raw: [_entry(i, f) for i, f in raw],
+              command=("XREVRANGE", keys.key("audit"), high, low, "COUNT", count))
+
+
+def matches(entry: Entry, *, event: str | None, task: str | None, action: str | None) -> bool:
+    return ((event is None or entry.event == event) and (task is None or entry.task == task)
+            and (action is None or entry.action == action))
+
+
+def _entry(entry_id: str, flat: Any) -> Entry:
+    f = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
+    return Entry(id=entry_id, at_ms=int(entry_id.split("-")[0]), action=f.get("action", ""),
+                 event=f.get("event") or None, task=f.get("task") or None,
+                 detail=json.loads(f["detail"]) if f.get("detail") else {})

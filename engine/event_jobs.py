@@ -1,0 +1,378 @@
+"""What happens to a webhook event after the API stored it, run as engine jobs (``ty.engine`` queue).
+
+- :meth:`EventJobs.process`: match the event against the rules, render each matching rule's prompt (fetching
+  the lazy GitHub attributes ``diff`` and ``file_list`` only when a template uses them), apply the rule's
+  concurrency key, and admit one task per rule that dispatches. Re-running it is harmless: each task is
+  admitted with the idempotency key ``event:<event id>:<rule id>``.
+- :meth:`EventJobs.task_finished` (queued by ``finalize`` in Lua when a task made by an event ends): move the
+  event on (``completed`` / ``failed`` once all its tasks are final), release the rule's concurrency key to
+  the next waiting dispatch, and write the task's result back to GitHub under the worker's policy. Write-back
+  steps that succeeded are remembered per event, so a retry never repeats them.
+
+Jobs answer a :class:`Retry` when they should run again later (a full queue, GitHub unavailable); the caller
+(the Dramatiq actor) schedules it. Sync code: the jobs run on Dramatiq worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from config import defaults
+from config.settings import PolicySpec, SourceSpec, WorkerSpec
+from engine import audit, events, keys, registry, tasks
+from engine.admission import admission, refusal
+from engine.clock import now_ms
+from engine.errors import AdmissionRefused, GitHubError, QueueFull, TaskyardError, TemplateFailed
+from engine.events import Event
+from engine.github_api import GitHubClient
+from engine.ids import new_id
+from engine.models import FINAL_STATES, SubmitRequest
+from engine.rules import EventView, Rule, RuleBook
+from engine.store import Op, Runner
+from engine.writeback import Target, parse_result
+from engine.writeback import execute as execute_write_back
+from engine.writeback import plan as plan_write_back
+
+__all__ = ["EventJobs", "JobOptions", "Retry"]
+
+logger = logging.getLogger(__name__)
+
+LAZY_ATTRIBUTES = frozenset({"diff", "file_list"})
+DEFS_TTL_MS = 1000  # milliseconds the jobs trust their cached worker definitions
+DISPATCH_ATTEMPTS = 5  # tries to admit an event's tasks while every candidate queue is full or offline
+WRITE_BACK_ATTEMPTS = 6  # tries to write a result back before the event becomes write_back_failed
+BACKOFF_BASE_S = 2.0  # seconds before the second try; doubles each try
+BACKOFF_MAX_S = 120.0  # seconds, cap on the backoff
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Run the job again after ``delay_s``; ``attempt`` is the number of the next try."""
+
+    delay_s: float
+    attempt: int
+
+
+def backoff_s(attempt: int) -> float:
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempt - 1))
+
+
+@dataclass
+class JobOptions:
+    default_bound: int
+    offline_after_ms: int
+
+
+@dataclass
+class EventJobs:
+    runner: Runner
+    rules: RuleBook
+    sources: dict[str, SourceSpec]
+    options: JobOptions
+    github_client: Callable[[SourceSpec], GitHubClient]
+    _defs: dict[str, WorkerSpec] = field(default_factory=dict)
+    _defs_at: int = -DEFS_TTL_MS
+
+    # -- matching and dispatch ----------------------------------------------------------------------------
+    def process(self, event_id: str, attempt: int = 1) -> Retry | None:
+        event = self.runner.run(events.get(event_id, detail=False))
+        if event is None:
+            logger.warning("event to process is gone", extra={"event": event_id})
+            return None
+        if event.state != "received":
+            return None  # processed already (a redelivered job)
+        payload = self.runner.run(Op(lambda raw: json.loads(raw) if raw else None,
+                                     command=("HGET", keys.key("event", id=event_id), "payload")))
+        view = EventView(source=event.source, type=event.type, attrs=event.attrs, payload=payload)
+        verdicts = self.rules.evaluate(view)
+        matched = [v.rule for v in verdicts if v.matched]
+        now = now_ms()
+        if not matched:
+            reasons = "; ".join(f"{v.rule.id}: {v.reason}" for v in verdicts) or "no rule for this source"
+            self._move(event, "skipped", _clip(f"no rule matched ({reasons})"), expect=("received",))
+            return None
+        for rule in matched:
+            self._audit("rule_matched", event=event.id, rule=rule.id, auto=rule.auto)
+        try:
+            context = self._template_context(event, view, matched)
+            prompts = {rule.id: rule.prompt.render(context) for rule in matched if rule.auto}
+            conc = {rule.id: rule.concurrency_key.render(context) for rule in matched
+                    if rule.auto and rule.concurrency_key is not None}
+        except (TemplateFailed, GitHubError) as exc:
+            if isinstance(exc, GitHubError) and exc.retryable and attempt < DISPATCH_ATTEMPTS:
+                return Retry(backoff_s(attempt), attempt + 1)
+            self._fail(event, str(exc))
+            return None
+
+        matches: list[dict[str, Any]] = []
+        defs = self._definitions()
+        refused: TaskyardError | None = None
+        for rule in matched:
+            entry: dict[str, Any] = {"rule": rule.id, "worker": rule.worker, "pool": rule.pool, "auto": rule.auto}
+            if not rule.auto:
+                matches.append({**entry, "status": "matched"})
+                continue
+            try:
+                entry.update(self._dispatch(event, rule, prompts[rule.id], conc.get(rule.id), defs, now))
+            except AdmissionRefused as exc:
+                refused = exc
+                entry.update(status="refused", reason=str(exc))
+                self._audit("dispatch_refused", event=event.id, rule=rule.id, reason=str(exc))
+            except TaskyardError as exc:  # an unknown worker named by a rule
+                entry.update(status="refused", reason=str(exc))
+                self._audit("dispatch_refused", event=event.id, rule=rule.id, reason=str(exc))
+            matches.append(entry)
+
+        if refused is not None and attempt < DISPATCH_ATTEMPTS and isinstance(refused, (QueueFull, AdmissionRefused)):
+            # Try again later: tasks already admitted stay (their idempotency keys make the retry skip them).
+            self._store_matches(event, matches)
+            return Retry(backoff_s(attempt), attempt + 1)
+        live = [m for m in matches if m.get("task_id")]
+        if not live and any(m["status"] == "refused" for m in matches):
+            self._store_matches(event, matches)
+            self._fail(event, "; ".join(f"{m['rule']}: {m['reason']}" for m in matches if m.get("reason")))
+            return None
+        state = "dispatched" if live else "matched"
+        self.runner.run(events.update(event_id=event.id, now_ms=now_ms(), state=state, expect=("received",),
+                                      detail=f"{len(live)} task(s) from {len(matched)} matching rule(s)",
+                                      fields={"matches": json.dumps(matches, separators=(",", ":"))}))
+        if live:
+            self._follow(event.id)  # tasks may have finished before the matches were stored
+        return None
+
+    def _dispatch(self, event: Event, rule: Rule, prompt: str, conc_value: str | None,
+                  defs: dict[str, WorkerSpec], now: int) -> dict[str, Any]:
+        request = SubmitRequest(prompt=prompt, worker=rule.worker, pool=rule.pool,
+                                context={"event": {"id": event.id, "source": event.source, "type": event.type,
+                                                   "subject": event.subject, "rule": rule.id}},
+                                idempotency_key=f"event:{event.id}:{rule.id}")
+        conc_key = keys.key("conc", project=event.project, rule=rule.id, value=conc_value) if conc_value else ""
+        if conc_key:
+            holder = self.runner.run(Op(lambda raw: raw, command=("GET", conc_key)))
+            holder_state = self._task_state(holder) if holder else None
+            if holder and holder_state is not None and holder_state not in FINAL_STATES:
+                if rule.on_conflict == "skip":
+                    self._audit("rule_skipped", event=event.id, rule=rule.id, reason=f"{holder} holds {conc_value}")
+                    return {"status": "skipped", "reason": f"task {holder} is still running for {conc_value}"}
+                if rule.on_conflict == "queue":
+                    waiting = json.dumps({"event": event.id, "rule": rule.id, "prompt": prompt})
+                    self.runner.run(Op(int, command=("RPUSH", conc_key + ":wait", waiting)))
+                    return {"status": "queued", "reason": f"waits for task {holder} ({conc_value})"}
+                outcome, _ = self.runner.run(tasks.cancel(task_id=holder, project=event.project, now_ms=now))
+                self._audit("task_superseded", event=event.id, task=holder, rule=rule.id, outcome=outcome)
+        task_id = new_id()
+        result = self.runner.run(admission(
+            request, defs, task_id=task_id, project=event.project, now_ms=now,
+            default_bound=self.options.default_bound, offline_after_ms=self.options.offline_after_ms,
+            extra_fields={"event_id": event.id, "rule_id": rule.id, "conc_key": conc_key}))
+        if result.status == "dup":
+            assert result.task_id is not None
+            return {"status": "dispatched", "task_id": result.task_id, "worker": self._task_worker(result.task_id)}
+        if result.status != "ok":
+            raise refusal(result, request)
+        if conc_key:
+            self.runner.run(Op(str, command=("SET", conc_key, task_id)))
+        self._audit("task_sent", event=event.id, task=task_id, rule=rule.id, worker=result.worker)
+        return {"status": "dispatched", "task_id": task_id, "worker": result.worker}
+
+    def _template_context(self, event: Event, view: EventView, rules: list[Rule]) -> dict[str, Any]:
+        context: dict[str, Any] = {"payload": view.payload, "source": event.source, "event_type": event.type,
+                                   "actor": event.actor, "subject": event.subject}
+        context.update(event.attrs)
+        wanted: set[str] = set()
+        for rule in rules:
+            if rule.auto:
+                wanted |= rule.prompt.variables & LAZY_ATTRIBUTES
+                if rule.concurrency_key is not None:
+                    wanted |= rule.concurrency_key.variables & LAZY_ATTRIBUTES
+        if wanted:
+            context.update(self._lazy(event, wanted))
+        return context
+
+    def _lazy(self, event: Event, wanted: set[str]) -> dict[str, Any]:
+        """``diff`` and ``file_list`` from the GitHub API, with the source's token, only when asked for."""
+        spec = self.sources.get(event.source)
+        attrs = event.attrs
+        owner, repo, number = attrs.get("repo_owner"), attrs.get("repo_name"), attrs.get("number")
+        if spec is None or spec.kind != "github" or not owner or not repo:
+            return {name: "" if name == "diff" else [] for name in wanted}
+        client = self.github_client(spec)
+        out: dict[str, Any] = {}
+        if number is not None and event.type.split(".")[0] in ("pull_request", "pull_request_review"):
+            if "diff" in wanted:
+                out["diff"] = client.pull_diff(owner, repo, int(number))
+            if "file_list" in wanted:
+                out["file_list"] = client.pull_files(owner, repo, int(number))
+        elif attrs.get("before") and attrs.get("head_sha"):
+            diff = client.compare_diff(owner, repo, attrs["before"], attrs["head_sha"])
+            out["diff"] = diff
+            out["file_list"] = _files_of(diff)
+        else:
+            out = {name: "" if name == "diff" else [] for name in wanted}
+        return {k: v for k, v in out.items() if k in wanted}
+
+    # -- following tasks and writing back ---------------------------------------------------------------------
+    def task_finished(self, task_id: str, attempt: int = 1) -> Retry | None:
+        info = self.runner.run(Op(lambda raw: dict(zip(_TASK_FIELDS, raw, strict=True)),
+                                  command=("HMGET", keys.key("task", id=task_id), *_TASK_FIELDS)))
+        event_id = info.get("event_id")
+        if not event_id:
+            return None
+        if attempt == 1:
+            self._release_concurrency(info)
+            self._follow(event_id)
+        if info.get("state") != "completed":
+            return None
+        event = self.runner.run(events.get(event_id, detail=False))
+        if event is None:
+            return None
+        spec = self.sources.get(event.source)
+        if spec is None or spec.kind != "github":
+            return None
+        request = parse_result(info.get("result") or "")
+        if request is None:
+            return None
+        target = Target.from_attrs(event.attrs)
+        if target is None:
+            self._audit("write_back_skipped", event=event_id, task=task_id, reason="the event names no repository")
+            return None
+        steps = plan_write_back(request, self._policy(info.get("worker_name") or ""), target)
+        if attempt == 1:
+            for problem in request.problems:
+                self._audit("write_back_problem", event=event_id, task=task_id, problem=problem)
+            for step in steps:
+                self._audit("policy_decision", event=event_id, task=task_id, step=step.key, decision=step.decision)
+        prefix = task_id + ":"
+        done = {k[len(prefix):] for k in self.runner.run(events.write_back_done(event_id)) if k.startswith(prefix)}
+        results = execute_write_back(self.github_client(spec), steps, done=done, marker=f"{event_id}/{task_id}")
+        pending: list[str] = []
+        for result in results:
+            if result.ok or not result.retryable:  # done for good, either way: never tried again
+                self.runner.run(events.record_write_back(event_id, task_id, result.key,
+                                                         {"ok": result.ok, "detail": result.detail}))
+                self._audit("write_back" if result.ok else "write_back_step_failed", event=event_id,
+                            task=task_id, step=result.key, detail=result.detail)
+            else:
+                pending.append(f"{result.key}: {result.detail}")
+        if pending and attempt < WRITE_BACK_ATTEMPTS:
+            return Retry(backoff_s(attempt), attempt + 1)
+        recorded = self.runner.run(events.write_back_done(event_id))
+        failed = [f"{k[len(prefix):]}: {v.get('detail')}" for k, v in recorded.items()
+                  if k.startswith(prefix) and not v.get("ok")] + pending
+        if failed:
+            reason = _clip("write-back failed: " + "; ".join(failed))
+            self.runner.run(events.update(event_id=event_id, now_ms=now_ms(), state="write_back_failed",
+                                          detail=reason, fields={"error": reason}))
+            self._audit("write_back_failed", event=event_id, task=task_id, reason=reason)
+        return None
+
+    def _follow(self, event_id: str) -> None:
+        """Move a dispatched event to completed / failed once every task it made is final."""
+        event = self.runner.run(events.get(event_id, detail=False))
+        if event is None or event.state != "dispatched":
+            return
+        states = [self._task_state(t) for t in event.task_ids]
+        if any(s is not None and s not in FINAL_STATES for s in states):
+            return
+        if any(m.get("status") == "queued" for m in event.matches):
+            return  # a dispatch still waits on a concurrency key
+        ok = all(s == "completed" for s in states)
+        self.runner.run(events.update(
+            event_id=event_id, now_ms=now_ms(), state="completed" if ok else "failed", expect=("dispatched",),
+            detail="all tasks completed" if ok else "a task did not complete",
+            fields={} if ok else {"error": "; ".join(f"task {t} {s}" for t, s in zip(event.task_ids, states,
+                                                                                     strict=True)
+                                                     if s != "completed")}))
+
+    def _release_concurrency(self, info: dict[str, Any]) -> None:
+        """The finished task held a concurrency key: hand it to the next dispatch waiting on it."""
+        conc_key = info.get("conc_key")
+        if not conc_key:
+            return
+        holder = self.runner.run(Op(lambda raw: raw, command=("GET", conc_key)))
+        if holder != info.get("id"):
+            return
+        raw = self.runner.run(Op(lambda r: r, command=("LPOP", conc_key + ":wait")))
+        if raw is None:
+            self.runner.run(Op(int, command=("DEL", conc_key)))
+            return
+        waiting = json.loads(raw)
+        event = self.runner.run(events.get(waiting["event"], detail=False))
+        rule = next((r for r in self.rules.rules() if r.id == waiting["rule"]), None)
+        if event is None or rule is None:
+            self.runner.run(Op(int, command=("DEL", conc_key)))
+            return
+        try:
+            # The key is free now: dispatching takes it (with no holder running, nothing is skipped or queued).
+            self.runner.run(Op(int, command=("DEL", conc_key)))
+            value = conc_key.split(":", 4)[-1]
+            entry = self._dispatch(event, rule, waiting["prompt"], value, self._definitions(), now_ms())
+        except TaskyardError as exc:
+            entry = {"status": "refused", "reason": str(exc)}
+        matches = [({**m, **entry} if m.get("rule") == rule.id and m.get("status") == "queued" else m)
+                   for m in event.matches]
+        self.runner.run(events.update(event_id=event.id, now_ms=now_ms(),
+                                      fields={"matches": json.dumps(matches, separators=(",", ":"))}))
+        if event.state == "dispatched":
+            self._follow(event.id)
+        elif event.state == "matched" and entry.get("task_id"):
+            self.runner.run(events.update(event_id=event.id, now_ms=now_ms(), state="dispatched",
+                                          expect=("matched",), detail="queued dispatch started"))
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+    def _definitions(self) -> dict[str, WorkerSpec]:
+        if now_ms() - self._defs_at > DEFS_TTL_MS:
+            statuses = self.runner.run(registry.status(None, online_since_ms=now_ms()))
+            self._defs = {s.spec.name: s.spec for s in statuses}
+            self._defs_at = now_ms()
+        return self._defs
+
+    def _policy(self, worker: str) -> PolicySpec:
+        spec = self._definitions().get(worker)
+        return spec.policy if spec is not None else PolicySpec()
+
+    def _task_state(self, task_id: str) -> str | None:
+        return self.runner.run(Op(lambda raw: raw, command=("HGET", keys.key("task", id=task_id), "state")))
+
+    def _task_worker(self, task_id: str) -> str | None:
+        return self.runner.run(Op(lambda raw: raw, command=("HGET", keys.key("task", id=task_id), "worker_name")))
+
+    def _store_matches(self, event: Event, matches: list[dict[str, Any]]) -> None:
+        self.runner.run(events.update(event_id=event.id, now_ms=now_ms(),
+                                      fields={"matches": json.dumps(matches, separators=(",", ":"))}))
+
+    def _move(self, event: Event, state: str, detail: str, *, expect: tuple[str, ...]) -> None:
+        self.runner.run(events.update(event_id=event.id, now_ms=now_ms(), state=state, detail=detail,
+                                      expect=expect))
+
+    def _fail(self, event: Event, reason: str) -> None:
+        reason = reason[:defaults.MAX_EVENT_ERROR_CHARS]
+        self.runner.run(events.update(event_id=event.id, now_ms=now_ms(), state="failed", detail=reason,
+                                      expect=("received",), fields={"error": reason}))
+        self._audit("event_failed", event=event.id, reason=reason)
+
+    def _audit(self, action: str, **detail: Any) -> None:
+        try:
+            self.runner.run(audit.record(action, **detail))
+        except TaskyardError:  # the trail is best effort; the work itself is already recorded
+            logger.warning("audit entry lost", extra={"action": action})
+
+
+_TASK_FIELDS = ("id", "state", "result", "worker_name", "event_id", "rule_id", "conc_key")
+
+
+def _clip(text: str) -> str:
+    return text[:defaults.MAX_EVENT_ERROR_CHARS]
+
+
+def _files_of(diff: str) -> list[str]:
+    """File names from a unified diff's ``diff --git a/x b/x`` lines (push events have no files endpoint)."""
+    files = []
+    for line in diff.splitlines():
+        if line.startswith("diff --git a/") and " b/" in line:
+            files.append(line.rsplit(" b/", 1)[1])
+    return files

@@ -1,0 +1,162 @@
+"""The event service: what the API asks of the engine about webhooks (receive, read, list, dry-run, audit).
+
+Receiving is one Lua call: the delivery dedupe, the event record, its indexes and the ``process_event`` job
+are written together, so the webhook is answered 202 without waiting for matching or dispatch (GitHub gives a
+delivery 10 s), and nothing is lost if this process dies right after answering.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from config.settings import SourceSpec
+from engine import audit, events, keys
+from engine.clock import now_ms
+from engine.errors import EventNotFound, UnknownSource, ValidationFailed
+from engine.events import EVENT_STATES, Event
+from engine.ids import is_id, new_id
+from engine.paging import page_request
+from engine.rules import EventView, RuleBook
+from engine.sources import InboundEvent, parse_delivery
+from engine.store import AsyncRunner, Op
+
+__all__ = ["EventService", "Receipt"]
+
+MAX_LOG_PAGE = 1000  # audit entries per answer at most
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The answer to a delivery: ``status`` is received (202), duplicate (200) or ping (200)."""
+
+    status: str
+    event_id: str | None = None
+    event: Event | None = None
+
+    def to_public(self) -> dict[str, Any]:
+        if self.status == "duplicate":
+            return {"status": "duplicate", "event_id": self.event_id}
+        if self.status == "ping":
+            return {"status": "pong"}
+        assert self.event is not None
+        public = self.event.to_public()
+        return {k: public[k] for k in ("id", "source", "type", "state", "actor", "subject", "attrs", "created_at")}
+
+
+class EventService:
+    def __init__(self, runner: AsyncRunner, sources: Mapping[str, SourceSpec], rules: RuleBook) -> None:
+        self.runner = runner
+        self.sources = dict(sources)
+        self.rules = rules
+
+    def source(self, name: str) -> SourceSpec:
+        spec = self.sources.get(name)
+        if spec is None:
+            raise UnknownSource(name)
+        return spec
+
+    async def receive(self, name: str, headers: Mapping[str, str], body: bytes, *, project: str) -> Receipt:
+        """Verify, store and queue a delivery. Raises UnknownSource, WebhookInvalid."""
+        inbound = parse_delivery(name, self.source(name), headers, body)
+        if inbound.ping:
+            return Receipt("ping")
+        event_id, now = new_id(), now_ms()
+        received = await self.runner.run(events.receive(
+            event_id=event_id, project=project, source=name, delivery_id=inbound.delivery_id, now_ms=now,
+            type=inbound.type, actor=inbound.actor, subject=inbound.subject, attrs=inbound.attrs,
+            raw_payload=json.dumps(inbound.payload, ensure_ascii=False, separators=(",", ":"))))
+        if not received.created:
+            await self.runner.run(audit.record("event_duplicate", event=received.event_id,
+                                               delivery=inbound.delivery_id, source=name))
+            return Receipt("duplicate", event_id=received.event_id)
+        await self.runner.run(audit.record("event_received", event=event_id, source=name, type=inbound.type,
+                                           delivery=inbound.delivery_id, actor=inbound.actor))
+        return Receipt("received", event_id=event_id, event=Event(
+            id=event_id, project=project, source=name, type=inbound.type, state="received", seq=0,
+            created_at_ms=now, updated_at_ms=now, actor=inbound.actor, subject=inbound.subject,
+            attrs=inbound.attrs, delivery_id=inbound.delivery_id))
+
+    async def get(self, project: str, event_id: str) -> dict[str, Any]:
+        """The event with its payload, matches, linked tasks (with their current states) and history."""
+        event = await self.runner.run(events.get(event_id)) if is_id(event_id) else None
+        if event is None or event.project != project:
+            raise EventNotFound()
+        public = event.to_public(detail=True)
+        linked = []
+        for match in event.matches:
+            if match.get("task_id"):
+                state = await self.runner.run(Op(lambda raw: raw, command=(
+                    "HMGET", keys.key("task", id=match["task_id"]), "state", "worker_name")))
+                linked.append({"id": match["task_id"], "rule": match.get("rule"), "state": state[0],
+                               "worker_name": state[1]})
+        public["tasks"] = linked
+        return public
+
+    async def list_events(self, project: str, *, state: str | None, source: str | None, limit: int | None,
+                   cursor: str | None) -> tuple[list[Event], str | None]:
+        size, below = page_request(state=state, states=EVENT_STATES, limit=limit, cursor=cursor)
+        page, last = await self.runner.run(events.list_page(project=project, state=state, source=source,
+                                                            below_seq=below, limit=size))
+        return page, (str(last) if last is not None else None)
+
+    def test_rules(self, body: Any) -> dict[str, Any]:
+        """Dry run: which rules match a delivery and why the others do not, with the rendered prompts. No
+        signature check (the caller holds an API key), nothing stored, nothing dispatched."""
+        if not isinstance(body, dict) or not isinstance(body.get("source"), str):
+            raise ValidationFailed("invalid request body: source is required")
+        unknown = set(body) - {"source", "type", "headers", "payload"}
+        if unknown:
+            raise ValidationFailed(f"invalid request body: unknown field {sorted(unknown)[0]!r}")
+        name = body["source"]
+        spec = self.source(name).model_copy(update={"secret": None})
+        headers = body.get("headers") or {}
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise ValidationFailed("invalid request body: headers must map names to strings")
+        headers = {str(k).lower(): v for k, v in headers.items()}
+        kind = body.get("type")
+        if kind is not None and not isinstance(kind, str):
+            raise ValidationFailed("invalid request body: type must be a string")
+        if kind and spec.kind == "github":
+            headers.setdefault("x-github-event", kind.split(".")[0])
+        elif kind and spec.event_header:
+            headers.setdefault(spec.event_header.lower(), kind)
+        if "payload" not in body:
+            raise ValidationFailed("invalid request body: payload is required")
+        inbound: InboundEvent = parse_delivery(name, spec, headers, json.dumps(body["payload"]).encode("utf-8"))
+        event_type = kind or inbound.type
+        view = EventView(source=name, type=event_type, attrs=inbound.attrs, payload=inbound.payload)
+        context: dict[str, Any] = {"payload": inbound.payload, "source": name, "event_type": event_type,
+                                   "actor": inbound.actor, "subject": inbound.subject, **inbound.attrs}
+        results = []
+        for verdict in self.rules.evaluate(view):
+            entry = verdict.to_public()
+            if verdict.matched:
+                lazy = verdict.rule.prompt.variables & {"diff", "file_list"}
+                try:
+                    entry["prompt"] = verdict.rule.prompt.render(
+                        {**context, **{n: f"<{n}: fetched from GitHub at dispatch>" for n in lazy}})
+                except Exception as exc:  # noqa: BLE001 - TemplateFailed, reported per rule
+                    entry["prompt_error"] = str(exc)
+            results.append(entry)
+        return {"source": name, "type": event_type, "actor": inbound.actor, "subject": inbound.subject,
+                "attrs": inbound.attrs, "matched": [r["rule"] for r in results if r["matched"]],
+                "rules": results}
+
+    async def logs(self, *, event: str | None, task: str | None, action: str | None, since_ms: int | None,
+                   limit: int) -> list[dict[str, Any]]:
+        if not 1 <= limit <= MAX_LOG_PAGE:
+            raise ValidationFailed(f"invalid limit: must be between 1 and {MAX_LOG_PAGE}")
+        found: list[audit.Entry] = []
+        before: str | None = None
+        scanned = 0
+        while len(found) < limit and scanned < audit.MAX_SCANNED:
+            batch = await self.runner.run(audit.page(before=before, since_ms=since_ms, count=audit.SCAN_BATCH))
+            if not batch:
+                break
+            scanned += len(batch)
+            found += [e for e in batch if audit.matches(e, event=event, task=task, action=action)]
+            before = batch[-1].id
+        return [e.to_public() for e in found[:limit]]

@@ -1,0 +1,234 @@
+"""Engine jobs on a real Redis with a stub GitHub over real HTTP: dispatch, superseding, lazy attributes,
+write-back retries that never duplicate a comment, and schedules that fire once across replicas."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from config.settings import Settings, SourceSpec
+from engine import events, keys, tasks
+from engine.clock import now_ms
+from engine.event_jobs import EventJobs, JobOptions, Retry
+from engine.github_api import GitHubClient
+from engine.ids import new_id
+from engine.rules import RuleBook
+from engine.schedules import fire, schedules_of
+from engine.sources import parse_delivery
+from engine.store import SyncRunner
+from tests.integration.conftest import OFFLINE_AFTER_MS, define
+from tests.stub_github import StubGitHub
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "github-webhooks"
+TOKEN = "ghp_jobs_token"
+
+
+@pytest.fixture()
+def github() -> Iterator[StubGitHub]:
+    with StubGitHub(token=TOKEN) as stub:
+        yield stub
+
+
+def make_jobs(runner: SyncRunner, github: StubGitHub, config: dict[str, Any]) -> tuple[EventJobs, Settings]:
+    config = {"sources": {"github": {"token": TOKEN, "api_url": github.url}}, **config}
+    settings = Settings.model_validate(config)
+    schedules = schedules_of(settings)
+    book = RuleBook([*RuleBook.build(settings).rules(), *(s.rule for s in schedules)])
+    define(runner, *settings.workers)
+    clients: dict[str, GitHubClient] = {}
+
+    def client(spec: SourceSpec) -> GitHubClient:
+        return clients.setdefault("c", GitHubClient(spec.api_url or "", spec.token))
+
+    jobs = EventJobs(runner=runner, rules=book, sources=dict(settings.sources), github_client=client,
+                     options=JobOptions(default_bound=50, offline_after_ms=OFFLINE_AFTER_MS))
+    return jobs, settings
+
+
+def deliver(runner: SyncRunner, settings: Settings, name: str, *, mutate: Any = None) -> str:
+    payload = json.loads((FIXTURES / f"{name}.json").read_text())
+    if mutate:
+        mutate(payload)
+    inbound = parse_delivery("github", settings.sources["github"], {"x-github-event": name.split(".")[0]},
+                             json.dumps(payload).encode())
+    event_id = new_id()
+    runner.run(events.receive(event_id=event_id, project="default", source="github", delivery_id=None,
+                              now_ms=now_ms(), type=inbound.type, actor=inbound.actor, subject=inbound.subject,
+                              attrs=inbound.attrs, raw_payload=json.dumps(payload)))
+    return event_id
+
+
+def complete(runner: SyncRunner, task_id: str, result: str) -> None:
+    claim = runner.run(tasks.claim(task_id=task_id, proc_id="p" * 32, now_ms=now_ms(), max_lost=3))
+    assert claim.task is not None
+    assert runner.run(tasks.finish(task_id=task_id, proc_id="p" * 32, now_ms=now_ms(), outcome="completed",
+                                   text=result)) == (True, "completed")
+
+
+def event_of(runner: SyncRunner, event_id: str) -> events.Event:
+    event = runner.run(events.get(event_id))
+    assert event is not None
+    return event
+
+
+REVIEWER = {"name": "reviewer", "handler": "workers.builtin:echo"}
+
+
+def test_dispatch_is_idempotent_and_the_event_follows_its_tasks(runner: SyncRunner, github: StubGitHub) -> None:
+    jobs, settings = make_jobs(runner, github, {"workers": [
+        {**REVIEWER, "events": [{"source": "github", "on": "pull_request.opened", "prompt": "Review {{.title}}"}]},
+        {"name": "labeller", "handler": "workers.builtin:echo",
+         "events": [{"source": "github", "on": "pull_request.*", "prompt": "Label #{{.number}}"},
+                    {"source": "github", "on": "pull_request.*", "prompt": "watch", "auto": False}]}]})
+    event_id = deliver(runner, settings, "pull_request.opened")
+    assert jobs.process(event_id) is None
+    event = event_of(runner, event_id)
+    assert event.state == "dispatched"
+    assert [(m["rule"], m["status"]) for m in event.matches] == [
+        ("reviewer.events[0]", "dispatched"), ("labeller.events[0]", "dispatched"), ("labeller.events[1]", "matched")]
+    # A redelivered job (the Dramatiq message came twice) neither re-matches nor admits again.
+    runner.run(events.update(event_id=event_id, now_ms=now_ms(), state="received"))
+    jobs.process(event_id)
+    assert len(runner.run(tasks.list_page(project="default", state=None, worker=None, below_seq=None,
+                                          limit=50))[0]) == 2
+    first, second = event_of(runner, event_id).task_ids
+    assert runner.run(tasks.get(first)).prompt == "Review Update the README with new information."  # type: ignore
+    complete(runner, first, "ok")
+    jobs.task_finished(first)
+    assert event_of(runner, event_id).state == "dispatched"
+    complete(runner, second, "ok")
+    jobs.task_finished(second)
+    assert event_of(runner, event_id).state == "completed"
+    assert github.requests == []  # results that are not write-back JSON write nothing
+
+
+def test_lazy_diff_is_fetched_only_when_a_template_uses_it(runner: SyncRunner, github: StubGitHub) -> None:
+    github.set_pull("Codertocat", "Hello-World", 2, diff="diff --git a/README.md b/README.md\n+hi\n",
+                    files=["README.md"])
+    jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [
+        {"source": "github", "on": "pull_request.opened", "prompt": "{{.file_list}}\n{{.diff}}"}]}]})
+    jobs.process(deliver(runner, settings, "pull_request.opened"))
+    (task,), _ = runner.run(tasks.list_page(project="default", state=None, worker=None, below_seq=None, limit=5))
+    assert task.prompt == "README.md\ndiff --git a/README.md b/README.md\n+hi\n"
+    assert {r.path for r in github.requests} == {"/repos/Codertocat/Hello-World/pulls/2",
+                                                 "/repos/Codertocat/Hello-World/pulls/2/files"}
+
+    plain, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [
+        {"source": "github", "on": "pull_request.synchronize", "prompt": "{{.title}}"}]}]})
+    before = len(github.requests)
+    plain.process(deliver(runner, settings, "pull_request.synchronize"))
+    assert len(github.requests) == before
+
+
+def test_a_new_push_cancels_the_review_of_the_stale_commit(runner: SyncRunner, github: StubGitHub) -> None:
+    rule = {"source": "github", "on": ["pull_request.opened", "pull_request.synchronize"], "prompt": "{{.head_sha}}",
+            "concurrency_key": "{{.repo}}#{{.number}}", "on_conflict": "cancel_running"}
+    jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [rule]}]})
+    old_event = deliver(runner, settings, "pull_request.opened")
+    jobs.process(old_event)
+    (old_task,) = event_of(runner, old_event).task_ids
+    new_event = deliver(runner, settings, "pull_request.synchronize",
+                        mutate=lambda p: p["pull_request"]["head"].update(sha="f" * 40))
+    jobs.process(new_event)
+    (new_task,) = event_of(runner, new_event).task_ids
+    assert runner.run(tasks.get(old_task)).state == "cancelled"  # type: ignore[union-attr]
+    assert runner.run(tasks.get(new_task)).state == "pending"  # type: ignore[union-attr]
+    jobs.task_finished(old_task)
+    assert event_of(runner, old_event).state == "failed"  # its only task was cancelled
+
+
+def test_skip_and_queue_on_conflict(runner: SyncRunner, github: StubGitHub, redis_client: redis.Redis) -> None:
+    base = {"source": "github", "on": ["pull_request.opened", "pull_request.synchronize"], "prompt": "{{.action}}",
+            "concurrency_key": "{{.number}}"}
+    jobs, settings = make_jobs(runner, github, {"workers": [
+        {**REVIEWER, "events": [{**base, "on_conflict": "skip"}]},
+        {"name": "queued", "handler": "workers.builtin:echo", "events": [{**base, "on_conflict": "queue"}]}]})
+    first = deliver(runner, settings, "pull_request.opened")
+    jobs.process(first)
+    skip_task, queue_task = event_of(runner, first).task_ids
+    second = deliver(runner, settings, "pull_request.synchronize")
+    jobs.process(second)
+    event = event_of(runner, second)
+    assert [(m["rule"], m["status"]) for m in event.matches] == [
+        ("reviewer.events[0]", "skipped"), ("queued.events[0]", "queued")]
+    assert event.state == "matched"
+    # The holder finishes: the queued dispatch starts and the waiting event moves on.
+    complete(runner, queue_task, "done")
+    jobs.task_finished(queue_task)
+    event = event_of(runner, second)
+    assert event.state == "dispatched"
+    (started,) = event.task_ids
+    assert runner.run(tasks.get(started)).prompt == "synchronize"  # type: ignore[union-attr]
+    complete(runner, started, "done")
+    jobs.task_finished(started)
+    assert event_of(runner, second).state == "completed"
+    assert redis_client.keys("ty:conc:*:wait") == []
+
+
+def write_back_jobs(runner: SyncRunner, github: StubGitHub) -> tuple[EventJobs, str, str]:
+    jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "policy": {"max_comment_chars": 40},
+                                                             "events": [{"source": "github",
+                                                                         "on": "pull_request.opened",
+                                                                         "prompt": "r"}]}]})
+    event_id = deliver(runner, settings, "pull_request.opened")
+    jobs.process(event_id)
+    (task_id,) = event_of(runner, event_id).task_ids
+    complete(runner, task_id, json.dumps({"comment": "x" * 100, "status": "failure", "labels": ["needs-work"]}))
+    return jobs, event_id, task_id
+
+
+def test_write_back_retries_and_never_posts_a_comment_twice(runner: SyncRunner, github: StubGitHub) -> None:
+    jobs, event_id, task_id = write_back_jobs(runner, github)
+    # The comment is created but its answer is lost, then the status call fails with a 502.
+    github.fail("POST", "/repos/Codertocat/Hello-World/issues/2/comments", drop=True)
+    github.fail("POST", "/repos/Codertocat/Hello-World/statuses/", status=502)
+    outcome = jobs.task_finished(task_id)
+    assert isinstance(outcome, Retry) and outcome.attempt == 2  # stopped at the lost comment answer
+    outcome = jobs.task_finished(task_id, outcome.attempt)  # the comment is found, not posted; status fails
+    assert isinstance(outcome, Retry) and outcome.attempt == 3
+    assert jobs.task_finished(task_id, outcome.attempt) is None
+    comments = github.comments("Codertocat", "Hello-World", 2)
+    assert len(comments) == 1
+    assert len(comments[0]["body"].split("\n\n<!--")[0]) <= 40 + 200  # truncated with a visible note
+    assert [s["state"] for s in github.statuses] == ["failure"]
+    assert github.labels("Codertocat", "Hello-World", 2)[-1] == "needs-work"
+    event = event_of(runner, event_id)
+    assert event.state == "completed"
+    assert {k.split(":", 1)[1] for k in event.write_back} >= {"comment", "status"}
+
+
+def test_write_back_that_keeps_failing_marks_the_event(runner: SyncRunner, github: StubGitHub) -> None:
+    jobs, event_id, task_id = write_back_jobs(runner, github)
+    github.fail("POST", "/repos/Codertocat/Hello-World/statuses/", status=503, times=100)
+    attempt, outcome = 1, jobs.task_finished(task_id)
+    while isinstance(outcome, Retry):
+        attempt = outcome.attempt
+        outcome = jobs.task_finished(task_id, attempt)
+    assert attempt == 6
+    event = event_of(runner, event_id)
+    assert event.state == "write_back_failed"
+    assert event.error is not None and event.error.startswith("write-back failed: status:")
+    assert len(github.comments("Codertocat", "Hello-World", 2)) == 1  # done once, kept
+
+
+def test_a_schedule_fires_once_across_replicas(runner: SyncRunner, github: StubGitHub,
+                                                redis_client: redis.Redis) -> None:
+    jobs, settings = make_jobs(runner, github, {"workers": [
+        {**REVIEWER, "schedule": [{"cron": "0 9 * * 1-5", "prompt": "Daily triage", "name": "triage"}]}]})
+    (schedule,) = schedules_of(settings)
+    at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    copies = [fire(runner, schedule, at) for _ in range(3)]  # three replicas fire the same minute
+    assert sum(c.created for c in copies) == 1
+    event_id = copies[0].event_id
+    jobs.process(event_id)
+    event = event_of(runner, event_id)
+    assert (event.source, event.type, event.state) == ("schedule", "schedule.triage", "dispatched")
+    (task_id,) = event.task_ids
+    assert runner.run(tasks.get(task_id)).prompt == "Daily triage"  # type: ignore[union-attr]
+    assert redis_client.llen(keys.key("dq_engine")) >= 1

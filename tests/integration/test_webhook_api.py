@@ -1,0 +1,138 @@
+"""The webhook and event endpoints of the real app on a real Redis: auth per source kind, size limits,
+generic HMAC sources, listing and filters, the rules dry run and the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from api.app import create_app
+from config.loader import load_settings
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "github-webhooks"
+ADMIN, OTHER = "k-admin", "k-other-project"
+
+CONFIG = """
+api_keys:
+  - {key: k-admin}
+  - {key: k-other-project, project: other}
+sources:
+  github: {secret: gh-secret}
+  alerts: {secret: alert-secret, signature_header: X-Signature, delivery_header: X-Delivery, event_header: X-Kind,
+           max_body_bytes: 1000}
+  plain: {}
+workers:
+  - name: reviewer
+    handler: "workers.builtin:echo"
+    events:
+      - source: github
+        on: [pull_request.opened]
+        filter: {base_branch: master, not: {labels: wontfix}}
+        prompt: "Review #{{.number}}: {{.title}}"
+      - source: github
+        on: [pull_request.closed]
+        prompt: "Closed {{.number}}"
+rules:
+  - {source: github, on: ["pull_request.*"], pool: triage, prompt: "{{.diff}}", auto: false}
+  - {source: alerts, on: ["*"], worker: reviewer, prompt: "alert {{.payload.level}}"}
+"""
+
+
+@pytest.fixture()
+def client(tmp_path: Path, redis_client, redis_url: str) -> Iterator[TestClient]:
+    path = tmp_path / "taskyard.yaml"
+    path.write_text(CONFIG)
+    app = create_app(load_settings(path, env={}), redis_url=redis_url)
+    with TestClient(app=app) as c:
+        yield c
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def key(k: str = ADMIN) -> dict[str, str]:
+    return {"X-API-Key": k}
+
+
+def test_auth_follows_the_source_kind(client: TestClient) -> None:
+    body = b'{"type": "ping-me"}'
+    assert client.post("/webhook/plain", content=body).status_code == 401  # no secret: the key is required
+    accepted = client.post("/webhook/plain", content=body, headers=key())
+    assert accepted.status_code == 202 and accepted.json()["type"] == "ping-me"
+    # A signed source needs no key, and a key does not stand in for its signature.
+    assert client.post("/webhook/alerts", content=body, headers=key()).json() == {"error": "webhook validation failed"}
+    good = client.post("/webhook/alerts", content=body, headers={
+        "X-Signature": sign("alert-secret", body), "X-Delivery": "a-1", "X-Kind": "disk.full"})
+    assert good.status_code == 202 and good.json()["type"] == "disk.full"
+    prefixed = client.post("/webhook/alerts", content=body, headers={
+        "X-Signature": "sha256=" + sign("alert-secret", body), "X-Delivery": "a-1"})
+    assert prefixed.status_code == 200 and prefixed.json()["status"] == "duplicate"
+    # Events are scoped: the other project's key sees none of them.
+    assert len(client.get("/events", headers=key()).json()) == 2
+    assert client.get("/events", headers=key(OTHER)).json() == []
+    event_id = good.json()["id"]
+    assert client.get(f"/event/{event_id}", headers=key(OTHER)).status_code == 404
+
+
+def test_bodies_over_the_source_limit_are_refused_unread(client: TestClient) -> None:
+    big = json.dumps({"pad": "x" * 2000}).encode()
+    refused = client.post("/webhook/alerts", content=big, headers={"X-Signature": sign("alert-secret", big)})
+    assert (refused.status_code, refused.json()) == (413, {"error": "request body too large"})
+    assert client.get("/events", headers=key()).json() == []
+
+
+def test_listing_filters_cursor_and_bad_parameters(client: TestClient) -> None:
+    for i in range(5):
+        body = json.dumps({"n": i}).encode()
+        assert client.post("/webhook/plain", content=body, headers=key()).status_code == 202
+    first = client.get("/events", params={"limit": 3}, headers=key())
+    assert [e["attrs"] for e in first.json()] == [{"n": 4}, {"n": 3}, {"n": 2}]  # newest first
+    rest = client.get("/events", params={"limit": 3, "cursor": first.headers["X-Next-Cursor"]}, headers=key())
+    assert len(rest.json()) == 2 and "X-Next-Cursor" not in rest.headers
+    assert len(client.get("/events", params={"source": "plain", "state": "received"}, headers=key()).json()) == 5
+    assert client.get("/events", params={"source": "github"}, headers=key()).json() == []
+    bad = client.get("/events", params={"state": "nope"}, headers=key())
+    assert bad.status_code == 400 and bad.json()["error"].startswith("invalid state")
+    assert client.get("/events", params={"limit": "0"}, headers=key()).status_code == 400
+    assert client.get("/event/not-an-id", headers=key()).json() == {"error": "event not found"}
+
+
+def test_rules_dry_run_explains_every_rule(client: TestClient) -> None:
+    payload = json.loads((FIXTURES / "pull_request.opened.json").read_text())
+    answer = client.post("/api/rules/test", headers=key(), json={
+        "source": "github", "headers": {"X-GitHub-Event": "pull_request"}, "payload": payload})
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["type"] == "pull_request.opened"
+    assert report["matched"] == ["reviewer.events[0]", "rules[0]"]
+    by_rule = {r["rule"]: r for r in report["rules"]}
+    assert by_rule["reviewer.events[0]"]["prompt"] == "Review #2: Update the README with new information."
+    assert "not one of" in by_rule["reviewer.events[1]"]["reason"]
+    assert by_rule["rules[0]"]["prompt"].startswith("<diff:")  # lazy attributes are not fetched in a dry run
+    assert "rules[1]" not in by_rule  # another source's rule
+    payload["pull_request"]["base"]["ref"] = "develop"
+    filtered = client.post("/api/rules/test", headers=key(), json={
+        "source": "github", "type": "pull_request.opened", "payload": payload}).json()
+    reason = {r["rule"]: r for r in filtered["rules"]}["reviewer.events[0]"]["reason"]
+    assert "base_branch" in reason and "develop" in reason
+    assert client.get("/events", headers=key()).json() == []  # nothing stored
+    bad = client.post("/api/rules/test", headers=key(), json={"source": "nope", "payload": {}})
+    assert bad.status_code == 404 and bad.json()["error"] == "unknown source: nope"
+    assert client.post("/api/rules/test", headers=key(), json={"payload": {}}).status_code == 400
+
+
+def test_audit_log_filters_and_needs_admin(client: TestClient) -> None:
+    body = b"{}"
+    first = client.post("/webhook/plain", content=body, headers=key()).json()["id"]
+    client.post("/webhook/plain", content=body, headers=key())
+    trail = client.get("/logs", params={"event": first}, headers=key()).json()
+    assert [(e["action"], e["event"]) for e in trail] == [("event_received", first)]
+    assert len(client.get("/logs", params={"action": "event_received"}, headers=key()).json()) == 2
+    assert client.get("/logs", params={"since": "x"}, headers=key()).status_code == 400

@@ -1,0 +1,69 @@
+"""The engine queue ``ty.engine``: Dramatiq actors for the engine's own jobs, consumed by ``taskyard serve``.
+
+Jobs are put on the queue by Lua (``enqueue_job`` in ``_common.lua``), in the same atomic step as the state
+change that calls for them: storing a webhook event queues ``process_event``; a task made by an event reaching
+a final state queues ``task_finished``. A job that asks to run again later (:class:`engine.event_jobs.Retry`)
+is re-sent with Dramatiq's delay; an unexpected error is retried by Dramatiq's Retries middleware.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AgeLimit, Retries, ShutdownNotifications, TimeLimit
+
+from engine import keys
+from engine.event_jobs import EventJobs, Retry
+
+__all__ = ["EngineQueue"]
+
+logger = logging.getLogger(__name__)
+
+ENGINE_THREADS = 4  # engine jobs run at once per serve process
+JOB_TIME_LIMIT_MS = 300_000  # milliseconds one engine job may run
+JOB_RETRIES = 5  # Dramatiq retries of a job that raised unexpectedly (Redis blip, a bug)
+JOB_MIN_BACKOFF_MS = 1000  # milliseconds before the first such retry
+JOB_MAX_BACKOFF_MS = 60_000  # milliseconds, cap on that backoff
+POLL_MS = 100  # milliseconds an idle engine consumer waits between fetches
+MAINTENANCE_CHANCE = 10_000  # per million broker calls: requeue the jobs of a dead serve process
+
+
+class EngineQueue:
+    def __init__(self, redis_url: str, jobs: EventJobs, *, heartbeat_timeout_ms: int,
+                 threads: int = ENGINE_THREADS) -> None:
+        self.jobs = jobs
+        self.broker = RedisBroker(
+            url=redis_url, namespace=keys.DRAMATIQ_NAMESPACE, heartbeat_timeout=heartbeat_timeout_ms,
+            maintenance_chance=MAINTENANCE_CHANCE,
+            middleware=[AgeLimit(), TimeLimit(time_limit=JOB_TIME_LIMIT_MS), ShutdownNotifications(),
+                        Retries(max_retries=JOB_RETRIES, min_backoff=JOB_MIN_BACKOFF_MS,
+                                max_backoff=JOB_MAX_BACKOFF_MS)])
+        self.actors: dict[str, dramatiq.Actor] = {}
+        self._declare("process_event", jobs.process)
+        self._declare("task_finished", jobs.task_finished)
+        self.worker = dramatiq.Worker(self.broker, queues={keys.ENGINE_QUEUE}, worker_threads=threads,
+                                      worker_timeout=POLL_MS)
+
+    def _declare(self, name: str, job: Any) -> None:
+        def run(subject: str, attempt: int | str = 1) -> None:
+            outcome = job(subject, int(attempt))
+            if isinstance(outcome, Retry):
+                logger.info("engine job will run again", extra={"job": name, "subject": subject,
+                                                                "attempt": outcome.attempt,
+                                                                "delay_s": outcome.delay_s})
+                self.actors[name].send_with_options(args=(subject, outcome.attempt),
+                                                    delay=int(outcome.delay_s * 1000))
+
+        self.actors[name] = dramatiq.Actor(run, broker=self.broker, actor_name=name,
+                                           queue_name=keys.ENGINE_QUEUE, priority=0, options={})
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self, timeout_ms: int = 10_000) -> None:
+        self.worker.stop(timeout=timeout_ms)
+        self.broker.close()
+        self.broker.client.connection_pool.disconnect()
