@@ -16,7 +16,7 @@ from engine.models import iso_ms
 from engine.registry import redact
 from engine.store import Op
 
-__all__ = ["AUDIT_MAX_ENTRIES", "Entry", "matches", "page", "record"]
+__all__ = ["AUDIT_MAX_ENTRIES", "Entry", "matches", "encode", "page", "record_many"]
 
 AUDIT_MAX_ENTRIES = 100_000  # entries kept (approximately: XADD MAXLEN ~)
 SCAN_BATCH = 1000  # entries read per round trip while filtering
@@ -37,11 +37,21 @@ class Entry:
                 "task": self.task, "detail": self.detail}
 
 
-def record(action: str, *, event: str | None = None, task: str | None = None, **detail: Any) -> Op[str]:
-    fields = {"action": action, "event": event or "", "task": task or "",
-              "detail": json.dumps(redact(detail), separators=(",", ":"), default=str)}
-    return Op(str, command=("XADD", keys.key("audit"), "MAXLEN", "~", AUDIT_MAX_ENTRIES, "*",
-                            *[x for kv in fields.items() for x in kv]))
+def encode(action: str, detail: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(action, event, task, redacted detail JSON) of one entry; ``detail`` may name ``event`` and ``task``."""
+    rest = dict(detail)
+    return (action, rest.pop("event", None) or "", rest.pop("task", None) or "",
+            json.dumps(redact(rest), separators=(",", ":"), default=str))
+
+
+def record_many(entries: list[tuple[str, dict[str, Any]]]) -> Op[list[str]]:
+    """Several entries (action, detail with optional ``event`` and ``task``) in one round trip."""
+    commands = []
+    for action, detail in entries:
+        action, event, task, text = encode(action, detail)
+        commands.append(("XADD", keys.key("audit"), "MAXLEN", "~", AUDIT_MAX_ENTRIES, "*", "action", action,
+                         "event", event, "task", task, "detail", text))
+    return Op(list, commands=tuple(commands))
 
 
 def page(*, before: str | None, since_ms: int | None, count: int) -> Op[list[Entry]]:

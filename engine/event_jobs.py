@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,22 +78,29 @@ class EventJobs:
     github_client: Callable[[SourceSpec], GitHubClient]
     _defs: dict[str, WorkerSpec] = field(default_factory=dict)
     _defs_at: int = -DEFS_TTL_MS
+    _trail: threading.local = field(default_factory=threading.local)  # audit entries of the job on this thread
 
     # -- matching and dispatch ----------------------------------------------------------------------------
     def process(self, event_id: str, attempt: int = 1) -> Retry | None:
+        with self._audit_batch():
+            return self._process(event_id, attempt)
+
+    def task_finished(self, task_id: str, attempt: int = 1) -> Retry | None:
+        with self._audit_batch():
+            return self._task_finished(task_id, attempt)
+
+    def _process(self, event_id: str, attempt: int) -> Retry | None:
         event = self.runner.run(events.get(event_id, detail=False))
         if event is None:
             logger.warning("event to process is gone", extra={"event": event_id})
             return None
         if event.state != "received":
             return None  # processed already (a redelivered job)
-        payload = self.runner.run(Op(lambda raw: json.loads(raw) if raw else None,
-                                     command=("HGET", keys.key("event", id=event_id), "payload")))
-        view = EventView(source=event.source, type=event.type, attrs=event.attrs, payload=payload)
-        verdicts = self.rules.evaluate(view)
-        matched = [v.rule for v in verdicts if v.matched]
+        view = EventView(source=event.source, type=event.type, attrs=event.attrs, payload=event.payload)
+        matched = self.rules.match(view)  # indexed: only the rules of this source and type are checked
         now = now_ms()
         if not matched:
+            verdicts = self.rules.evaluate(view)  # why each rule did not match, for the event's history
             reasons = "; ".join(f"{v.rule.id}: {v.reason}" for v in verdicts) or "no rule for this source"
             self._move(event, "skipped", _clip(f"no rule matched ({reasons})"), expect=("received",))
             return None
@@ -137,11 +146,11 @@ class EventJobs:
             self._fail(event, "; ".join(f"{m['rule']}: {m['reason']}" for m in matches if m.get("reason")))
             return None
         state = "dispatched" if live else "matched"
+        # follow: tasks may have finished before the matches were stored.
         self.runner.run(events.update(event_id=event.id, now_ms=now_ms(), state=state, expect=("received",),
                                       detail=f"{len(live)} task(s) from {len(matched)} matching rule(s)",
-                                      fields={"matches": json.dumps(matches, separators=(",", ":"))}))
-        if live:
-            self._follow(event.id)  # tasks may have finished before the matches were stored
+                                      fields={"matches": json.dumps(matches, separators=(",", ":"))},
+                                      follow=bool(live), audit=self._take_audit()))
         return None
 
     def _dispatch(self, event: Event, rule: Rule, prompt: str, conc_value: str | None,
@@ -216,7 +225,7 @@ class EventJobs:
         return {k: v for k, v in out.items() if k in wanted}
 
     # -- following tasks and writing back ---------------------------------------------------------------------
-    def task_finished(self, task_id: str, attempt: int = 1) -> Retry | None:
+    def _task_finished(self, task_id: str, attempt: int) -> Retry | None:
         info = self.runner.run(Op(lambda raw: dict(zip(_TASK_FIELDS, raw, strict=True)),
                                   command=("HMGET", keys.key("task", id=task_id), *_TASK_FIELDS)))
         event_id = info.get("event_id")
@@ -227,14 +236,14 @@ class EventJobs:
             self._follow(event_id)
         if info.get("state") != "completed":
             return None
-        event = self.runner.run(events.get(event_id, detail=False))
+        request = parse_result(info.get("result") or "")
+        if request is None:
+            return None
+        event = self.runner.run(events.summary(event_id))
         if event is None:
             return None
         spec = self.sources.get(event.source)
         if spec is None or spec.kind != "github":
-            return None
-        request = parse_result(info.get("result") or "")
-        if request is None:
             return None
         target = Target.from_attrs(event.attrs)
         if target is None:
@@ -271,22 +280,8 @@ class EventJobs:
         return None
 
     def _follow(self, event_id: str) -> None:
-        """Move a dispatched event to completed / failed once every task it made is final."""
-        event = self.runner.run(events.get(event_id, detail=False))
-        if event is None or event.state != "dispatched":
-            return
-        states = [self._task_state(t) for t in event.task_ids]
-        if any(s is not None and s not in FINAL_STATES for s in states):
-            return
-        if any(m.get("status") == "queued" for m in event.matches):
-            return  # a dispatch still waits on a concurrency key
-        ok = all(s == "completed" for s in states)
-        self.runner.run(events.update(
-            event_id=event_id, now_ms=now_ms(), state="completed" if ok else "failed", expect=("dispatched",),
-            detail="all tasks completed" if ok else "a task did not complete",
-            fields={} if ok else {"error": "; ".join(f"task {t} {s}" for t, s in zip(event.task_ids, states,
-                                                                                     strict=True)
-                                                     if s != "completed")}))
+        """Move a dispatched event to completed / failed once every task it made is final (in Lua: atomic)."""
+        self.runner.run(events.update(event_id=event_id, now_ms=now_ms(), follow=True))
 
     def _release_concurrency(self, info: dict[str, Any]) -> None:
         """The finished task held a concurrency key: hand it to the next dispatch waiting on it."""
@@ -301,7 +296,7 @@ class EventJobs:
             self.runner.run(Op(int, command=("DEL", conc_key)))
             return
         waiting = json.loads(raw)
-        event = self.runner.run(events.get(waiting["event"], detail=False))
+        event = self.runner.run(events.summary(waiting["event"]))
         rule = next((r for r in self.rules.rules() if r.id == waiting["rule"]), None)
         if event is None or rule is None:
             self.runner.run(Op(int, command=("DEL", conc_key)))
@@ -356,10 +351,29 @@ class EventJobs:
         self._audit("event_failed", event=event.id, reason=reason)
 
     def _audit(self, action: str, **detail: Any) -> None:
+        """Add to the trail; entries of one job are written together when the job ends (one round trip)."""
+        pending = getattr(self._trail, "pending", None)
+        if pending is None:
+            pending = self._trail.pending = []
+        pending.append((action, detail))
+
+    def _take_audit(self) -> list[tuple[str, dict[str, Any]]]:
+        """The job's pending entries, to ride along with its last write."""
+        pending, self._trail.pending = getattr(self._trail, "pending", []), []
+        return pending
+
+    @contextmanager
+    def _audit_batch(self) -> Iterator[None]:
+        self._trail.pending = []
         try:
-            self.runner.run(audit.record(action, **detail))
-        except TaskyardError:  # the trail is best effort; the work itself is already recorded
-            logger.warning("audit entry lost", extra={"action": action})
+            yield
+        finally:
+            pending, self._trail.pending = self._trail.pending, []
+            if pending:
+                try:
+                    self.runner.run(audit.record_many(pending))
+                except TaskyardError:  # the trail is best effort; the work itself is already recorded
+                    logger.warning("audit entries lost", extra={"entries": len(pending)})
 
 
 _TASK_FIELDS = ("id", "state", "result", "worker_name", "event_id", "rule_id", "conc_key")

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import keys
+from engine.audit import AUDIT_MAX_ENTRIES
+from engine.audit import encode as encode_audit
 from engine.models import iso_ms
+from engine.registry import redact
 from engine.store import Op
 
 __all__ = [
@@ -25,9 +28,12 @@ __all__ = [
     "update",
     "write_back_done",
     "record_write_back",
+    "summary",
 ]
 
 EVENT_STATES = ("received", "matched", "dispatched", "completed", "failed", "skipped", "write_back_failed")
+SUMMARY_FIELDS = ("id", "project", "source", "type", "state", "actor", "subject", "attrs", "created_at",
+                  "updated_at", "seq", "delivery_id", "matches", "error")
 # States after which matching and dispatch are over (write-back may still move completed/failed events on).
 SETTLED_STATES = frozenset({"matched", "completed", "failed", "skipped", "write_back_failed"})
 
@@ -101,8 +107,11 @@ class Event:
 def receive(*, event_id: str, project: str, source: str, delivery_id: str | None, now_ms: int,
             type: str, actor: str | None, subject: str | None, attrs: dict[str, Any],
             raw_payload: str) -> Op[Received]:
-    """Store a new event and queue its processing, or answer the earlier event of the same delivery."""
+    """Store a new event and queue its processing, or answer the earlier event of the same delivery. The
+    audit entry of the delivery is written in the same step. ``raw_payload`` is the body as received (JSON)."""
+    detail = {"source": source, "type": type, "delivery": delivery_id, "actor": actor}
     args: list[Any] = [event_id, project, source, delivery_id or "", now_ms,
+                       json.dumps(redact(detail), separators=(",", ":")), AUDIT_MAX_ENTRIES,
                        "type", type, "actor", actor or "", "subject", subject or "",
                        "attrs", json.dumps(attrs, separators=(",", ":")), "payload", raw_payload]
 
@@ -113,12 +122,17 @@ def receive(*, event_id: str, project: str, source: str, delivery_id: str | None
 
 
 def update(*, event_id: str, now_ms: int, state: str = "", detail: str = "", expect: tuple[str, ...] = (),
-           fields: dict[str, str] | None = None) -> Op[tuple[bool, str | None]]:
-    """Write fields and move the event to ``state`` if it is in one of ``expect`` (any when empty).
-    Answers (applied, current state); state None when the event is gone."""
+           fields: dict[str, str] | None = None, follow: bool = False,
+           audit: list[tuple[str, dict[str, Any]]] | None = None) -> Op[tuple[bool, str | None]]:
+    """Write fields and move the event to ``state`` if it is in one of ``expect`` (any when empty). With
+    ``follow``, a dispatched event whose tasks have all ended then moves to completed / failed in the same
+    step. ``audit`` entries (see :func:`engine.audit.encode`) are written in the same call. Answers
+    (applied, current state); state None when the event is gone."""
     if state and state not in EVENT_STATES:
         raise ValueError(f"unknown event state {state!r}")
-    args: list[Any] = [event_id, state, now_ms, detail, ",".join(expect)]
+    entries = [encode_audit(action, detail) for action, detail in audit or []]
+    args: list[Any] = [event_id, state, now_ms, detail, ",".join(expect), "1" if follow else "0",
+                       AUDIT_MAX_ENTRIES, len(entries), *[x for entry in entries for x in entry]]
     for name, value in (fields or {}).items():
         args += [name, value]
 
@@ -148,6 +162,16 @@ def get(event_id: str, *, detail: bool = True) -> Op[Event | None]:
         return Op(lambda raw: Event.from_hash(_as_dict(raw)) if raw else None,
                   command=("HGETALL", keys.key("event", id=event_id)))
     return Op(parse, commands=commands)
+
+
+def summary(event_id: str) -> Op[Event | None]:
+    """The event without its raw payload, history or write-back results (cheap: payloads run to megabytes)."""
+    def parse(raw: list[str | None]) -> Event | None:
+        if raw[0] is None:
+            return None
+        return Event.from_hash({k: v for k, v in zip(SUMMARY_FIELDS, raw, strict=True) if v is not None})
+
+    return Op(parse, command=("HMGET", keys.key("event", id=event_id), *SUMMARY_FIELDS))
 
 
 def list_page(*, project: str, state: str | None, source: str | None, below_seq: int | None,

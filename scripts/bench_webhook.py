@@ -27,7 +27,12 @@ from engine.store import SyncRunner
 SECRET = "bench-secret"
 RULES = 200
 ENGINE_DRAIN_LIMIT_S = 120  # seconds to wait for the engine to catch up after wrk stops
-WRK_SCRIPT = """local n = 0
+WRK_SCRIPT = """local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local n = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-GitHub-Event"] = "pull_request"
@@ -35,7 +40,8 @@ wrk.headers["X-Hub-Signature-256"] = "{signature}"
 wrk.body = io.open("{body}", "rb"):read("*a")
 request = function()
   n = n + 1
-  wrk.headers["X-GitHub-Delivery"] = string.format("%d-%d-%d", os.time(), math.random(1, 1e9), n)
+  -- unique per thread and request: every delivery is new work, none a duplicate
+  wrk.headers["X-GitHub-Delivery"] = string.format("%d-%d-%d", os.time(), tid, n)
   return wrk.format()
 end
 """

@@ -191,3 +191,49 @@ local function choose(first, n, stride, group, require_online, online_since, ski
   end
   return chosen, chosen_at, names, skipped
 end
+
+-- Move an event between states, keeping its state indexes exact and appending to its history.
+local function move_event(id, project, source, seq, old, new, now, detail)
+  local e = k_event(id)
+  redis.call("zrem", k_ev_state(project, old), id)
+  redis.call("zrem", k_ev_source_state(project, source, old), id)
+  redis.call("zadd", k_ev_state(project, new), seq, id)
+  redis.call("zadd", k_ev_source_state(project, source, new), seq, id)
+  redis.call("hset", e, "state", new, "updated_at", now)
+  local entry = {state = new, detail = detail}
+  redis.call("rpush", k_event_history(id), string.sub(cjson.encode(entry), 1, -2) .. ',"at":' .. now .. '}')
+  redis.call("hincrby", k_metrics(), "events_" .. new, 1)
+end
+
+-- A dispatched event whose tasks are all final (and with no dispatch waiting on a concurrency key) becomes
+-- completed (every task completed) or failed. Returns the event's state afterwards.
+local function follow_event(id, now)
+  local e = k_event(id)
+  local f = redis.call("hmget", e, "state", "project", "source", "seq", "matches")
+  if f[1] ~= "dispatched" then
+    return f[1]
+  end
+  local failed = {}
+  for _, m in ipairs(cjson.decode(f[5] or "[]")) do
+    if m.status == "queued" then
+      return "dispatched"
+    end
+    if type(m.task_id) == "string" then
+      local state = redis.call("hget", k_task(m.task_id), "state")
+      if state and not FINAL[state] then
+        return "dispatched"
+      end
+      if state ~= "completed" then
+        table.insert(failed, "task " .. m.task_id .. " " .. tostring(state or "missing"))
+      end
+    end
+  end
+  if #failed == 0 then
+    move_event(id, f[2], f[3], f[4], "dispatched", "completed", now, "all tasks completed")
+    return "completed"
+  end
+  local reason = table.concat(failed, "; ")
+  redis.call("hset", e, "error", reason)
+  move_event(id, f[2], f[3], f[4], "dispatched", "failed", now, reason)
+  return "failed"
+end
