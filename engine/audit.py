@@ -28,6 +28,7 @@ class Entry:
     id: str
     at_ms: int
     action: str
+    project: str
     event: str | None
     task: str | None
     detail: dict[str, Any]
@@ -44,13 +45,13 @@ def encode(action: str, detail: dict[str, Any]) -> tuple[str, str, str, str]:
             json.dumps(redact(rest), separators=(",", ":"), default=str))
 
 
-def record_many(entries: list[tuple[str, dict[str, Any]]]) -> Op[list[str]]:
-    """Several entries (action, detail with optional ``event`` and ``task``) in one round trip."""
+def record_many(entries: list[tuple[str, dict[str, Any]]], *, project: str) -> Op[list[str]]:
+    """Several entries (action, detail with optional ``event`` and ``task``) of one project in one round trip."""
     commands = []
     for action, detail in entries:
         action, event, task, text = encode(action, detail)
         commands.append(("XADD", keys.key("audit"), "MAXLEN", "~", AUDIT_MAX_ENTRIES, "*", "action", action,
-                         "event", event, "task", task, "detail", text))
+                         "project", project, "event", event, "task", task, "detail", text))
     return Op(list, commands=tuple(commands))
 
 
@@ -62,13 +63,14 @@ def page(*, before: str | None, since_ms: int | None, count: int) -> Op[list[Ent
               command=("XREVRANGE", keys.key("audit"), high, low, "COUNT", count))
 
 
-def matches(entry: Entry, *, event: str | None, task: str | None, action: str | None) -> bool:
-    return ((event is None or entry.event == event) and (task is None or entry.task == task)
-            and (action is None or entry.action == action))
+def matches(entry: Entry, *, project: str, event: str | None, task: str | None, action: str | None) -> bool:
+    return (entry.project == project and (event is None or entry.event == event)
+            and (task is None or entry.task == task) and (action is None or entry.action == action))
 
 
 def _entry(entry_id: str, flat: Any) -> Entry:
     f = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
     return Entry(id=entry_id, at_ms=int(entry_id.split("-")[0]), action=f.get("action", ""),
+                 project=f.get("project", ""),
                  event=f.get("event") or None, task=f.get("task") or None,
                  detail=json.loads(f["detail"]) if f.get("detail") else {})

@@ -94,6 +94,7 @@ class EventJobs:
         if event is None:
             logger.warning("event to process is gone", extra={"event": event_id})
             return None
+        self._trail.project = event.project
         if event.state != "received":
             return None  # processed already (a redelivered job)
         view = EventView(source=event.source, type=event.type, attrs=event.attrs, payload=event.payload)
@@ -242,6 +243,7 @@ class EventJobs:
         event = self.runner.run(events.summary(event_id))
         if event is None:
             return None
+        self._trail.project = event.project
         spec = self.sources.get(event.source)
         if spec is None or spec.kind != "github":
             return None
@@ -297,6 +299,8 @@ class EventJobs:
             return
         waiting = json.loads(raw)
         event = self.runner.run(events.summary(waiting["event"]))
+        if event is not None:
+            self._trail.project = event.project
         rule = next((r for r in self.rules.rules() if r.id == waiting["rule"]), None)
         if event is None or rule is None:
             self.runner.run(Op(int, command=("DEL", conc_key)))
@@ -365,13 +369,14 @@ class EventJobs:
     @contextmanager
     def _audit_batch(self) -> Iterator[None]:
         self._trail.pending = []
+        self._trail.project = ""  # set when the job reads its event: the trail is kept per project
         try:
             yield
         finally:
             pending, self._trail.pending = self._trail.pending, []
             if pending:
                 try:
-                    self.runner.run(audit.record_many(pending))
+                    self.runner.run(audit.record_many(pending, project=getattr(self._trail, "project", "")))
                 except TaskyardError:  # the trail is best effort; the work itself is already recorded
                     logger.warning("audit entries lost", extra={"entries": len(pending)})
 

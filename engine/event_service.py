@@ -148,7 +148,7 @@ class EventService:
                 "attrs": inbound.attrs, "matched": [r["rule"] for r in results if r["matched"]],
                 "rules": results}
 
-    async def logs(self, *, event: str | None, task: str | None, action: str | None, since_ms: int | None,
+    async def logs(self, project: str, *, event: str | None, task: str | None, action: str | None, since_ms: int | None,
                    limit: int) -> list[dict[str, Any]]:
         if not 1 <= limit <= MAX_LOG_PAGE:
             raise ValidationFailed(f"invalid limit: must be between 1 and {MAX_LOG_PAGE}")
@@ -160,6 +160,6 @@ class EventService:
             if not batch:
                 break
             scanned += len(batch)
-            found += [e for e in batch if audit.matches(e, event=event, task=task, action=action)]
+            found += [e for e in batch if audit.matches(e, project=project, event=event, task=task, action=action)]
             before = batch[-1].id
         return [e.to_public() for e in found[:limit]]

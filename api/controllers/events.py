@@ -6,6 +6,7 @@ length over it is refused 413 before a byte is read, a chunked body as soon as i
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -38,6 +39,21 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _since_ms(value: str | None) -> int | None:
+    """``since`` as epoch milliseconds or an RFC 3339 time (``2026-11-23T09:00:00Z``)."""
+    if value is None:
+        return None
+    if value.isascii() and value.isdigit() and len(value) <= 15:
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed("invalid since: epoch milliseconds or an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
 class EventController(Controller):
     tags = ["events"]
 
@@ -67,16 +83,11 @@ class EventController(Controller):
     async def test_rules(self, request: Request, events: Events) -> dict[str, Any]:
         return events.test_rules(await json_body(request))
 
-    @get("/logs", opt={"scope": "admin"}, summary="The audit trail, newest first")
+    @get("/logs", opt={"scope": "admin"}, summary="The audit trail of the key's project, newest first")
     async def logs(self, request: Request, events: Events) -> list[dict[str, Any]]:
         q = request.query_params
-        since = q.get("since") or None
-        since_ms = None
-        if since is not None:
-            if not since.isdigit():
-                raise ValidationFailed("invalid since: milliseconds since the epoch")
-            since_ms = int(since)
+        since_ms = _since_ms(q.get("since") or None)
         limit = _int_param(q.get("limit"), "limit")
-        return await events.logs(event=q.get("event") or None, task=q.get("task") or None,
-                                 action=q.get("action") or None, since_ms=since_ms,
+        return await events.logs(principal_of(request).project, event=q.get("event") or None,
+                                 task=q.get("task") or None, action=q.get("action") or None, since_ms=since_ms,
                                  limit=defaults.AUDIT_PAGE if limit is None else limit)

@@ -8,7 +8,7 @@ local audit_detail, audit_max = ARGV[6], ARGV[7]
 if delivery ~= "" then
   local existing = redis.call("get", k_delivery(source, delivery))
   if existing then
-    redis.call("xadd", k_audit(), "MAXLEN", "~", audit_max, "*", "action", "event_duplicate", "event", existing,
+    redis.call("xadd", k_audit(), "MAXLEN", "~", audit_max, "*", "action", "event_duplicate", "project", project, "event", existing,
                "task", "", "detail", audit_detail)
     return {"dup", existing}
   end
@@ -27,7 +27,7 @@ redis.call("zadd", k_ev_source(project, source), seq, id)
 redis.call("zadd", k_ev_source_state(project, source, "received"), seq, id)
 redis.call("rpush", k_event_history(id), '{"state":"received","at":' .. now .. '}')
 redis.call("hincrby", k_metrics(), "events_received", 1)
-redis.call("xadd", k_audit(), "MAXLEN", "~", audit_max, "*", "action", "event_received", "event", id, "task", "",
+redis.call("xadd", k_audit(), "MAXLEN", "~", audit_max, "*", "action", "event_received", "project", project, "event", id, "task", "",
            "detail", audit_detail)
 enqueue_job("process_event", {id}, now)
 return {"ok", seq}

@@ -8,13 +8,13 @@
 -- Returns {"ok", state} | {"stale", state} | {"missing"}
 local id, new, now, detail, expect, follow = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local audit_max, n_audit = ARGV[7], tonumber(ARGV[8])
-for i = 9, 8 + 4 * n_audit, 4 do
-  redis.call("xadd", k_audit(), "MAXLEN", "~", audit_max, "*", "action", ARGV[i], "event", ARGV[i + 1],
-             "task", ARGV[i + 2], "detail", ARGV[i + 3])
-end
 local e = k_event(id)
 local f = redis.call("hmget", e, "state", "project", "source", "seq")
 local state, project, source, seq = f[1], f[2], f[3], f[4]
+for i = 9, 8 + 4 * n_audit, 4 do
+  redis.call("xadd", k_audit(), "MAXLEN", "~", audit_max, "*", "action", ARGV[i], "project", project or "",
+             "event", ARGV[i + 1], "task", ARGV[i + 2], "detail", ARGV[i + 3])
+end
 if not state then
   return {"missing"}
 end

@@ -232,3 +232,20 @@ def test_a_schedule_fires_once_across_replicas(runner: SyncRunner, github: StubG
     (task_id,) = event.task_ids
     assert runner.run(tasks.get(task_id)).prompt == "Daily triage"  # type: ignore[union-attr]
     assert redis_client.llen(keys.key("dq_engine")) >= 1
+
+
+def test_two_schedulers_firing_the_same_entry_store_one_event(runner: SyncRunner, github: StubGitHub) -> None:
+    from engine.schedules import Scheduler
+
+    _, settings = make_jobs(runner, github, {"workers": [
+        {**REVIEWER, "schedule": [{"cron": "* * * * *", "prompt": "every minute", "name": "tick"}]}]})
+    schedules = schedules_of(settings)
+    replicas = [Scheduler(runner, schedules), Scheduler(runner, schedules)]
+    for replica in replicas:  # what APScheduler calls when the entry fires, on each replica
+        replica._fire(schedules[0])
+    page, _ = runner.run(events.list_page(project="default", state=None, source="schedule", below_seq=None,
+                                          limit=10))
+    assert len(page) == 1
+    scheduled = datetime.fromisoformat(page[0].attrs["scheduled_at"])
+    assert scheduled.second == 0 and scheduled.microsecond == 0  # the minute it was due, not "now"
+    assert (datetime.now(UTC) - scheduled).total_seconds() < 61

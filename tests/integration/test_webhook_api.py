@@ -128,7 +128,7 @@ def test_rules_dry_run_explains_every_rule(client: TestClient) -> None:
     assert client.post("/api/rules/test", headers=key(), json={"payload": {}}).status_code == 400
 
 
-def test_audit_log_filters_and_needs_admin(client: TestClient) -> None:
+def test_audit_log_filters_and_is_per_project(client: TestClient) -> None:
     body = b"{}"
     first = client.post("/webhook/plain", content=body, headers=key()).json()["id"]
     client.post("/webhook/plain", content=body, headers=key())
@@ -136,3 +136,6 @@ def test_audit_log_filters_and_needs_admin(client: TestClient) -> None:
     assert [(e["action"], e["event"]) for e in trail] == [("event_received", first)]
     assert len(client.get("/logs", params={"action": "event_received"}, headers=key()).json()) == 2
     assert client.get("/logs", params={"since": "x"}, headers=key()).status_code == 400
+    assert len(client.get("/logs", params={"since": "2020-01-01T00:00:00Z"}, headers=key()).json()) == 2
+    assert client.get("/logs", params={"since": "2999-01-01T00:00:00Z"}, headers=key()).json() == []
+    assert client.get("/logs", headers=key(OTHER)).json() == []  # another project's admin sees none of it
