@@ -61,5 +61,4 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
         openapi_config=OpenAPIConfig(title="Taskyard", version="0.1.0", path="/schema"),
         logging_config=None,
     )
-    signed = frozenset(name for name, spec in settings.sources.items() if spec.verifies_signature)
-    return AuthGate(app, key_table(settings), signed_sources=signed, known_sources=frozenset(settings.sources))
+    return AuthGate(app, key_table(settings))

@@ -54,6 +54,8 @@ def _taskyard(request: Request, exc: TaskyardError) -> Response:
         extra["dispatch"] = exc.decision
     if isinstance(exc, QueueFull):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, StoreUnavailable):
         logger.warning("store unavailable", extra={"path": request.url.path})
         return Response({"error": "store unavailable"}, status_code=503, headers={"Retry-After": "1"})

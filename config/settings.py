@@ -426,6 +426,16 @@ class Settings(_Strict):
                 value = {**value, "github": {**given, "type": "github"}}
         return value
 
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, SourceSpec]) -> dict[str, SourceSpec]:
+        for name in value:
+            if not WORKER_NAME_RE.fullmatch(name) or len(name) > 100:
+                raise ValueError(f"source name {name!r} must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 100 characters)")
+            if name == "schedule":
+                raise ValueError("the source name 'schedule' is reserved for cron schedules")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_shape(cls, value: str | None) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,14 +26,14 @@ from typing import Any
 
 from config import defaults
 from config.settings import PolicySpec, SourceSpec, WorkerSpec
-from engine import audit, events, keys, registry, tasks
+from engine import audit, concurrency, events, keys, registry, tasks
 from engine.admission import admission, refusal
 from engine.clock import now_ms
 from engine.errors import AdmissionRefused, GitHubError, QueueFull, TaskyardError, TemplateFailed
 from engine.events import Event
 from engine.github_api import GitHubClient
 from engine.ids import new_id
-from engine.models import FINAL_STATES, SubmitRequest
+from engine.models import SubmitRequest
 from engine.rules import EventView, Rule, RuleBook
 from engine.store import Op, Runner
 from engine.writeback import Target, parse_result
@@ -44,11 +45,16 @@ __all__ = ["EventJobs", "JobOptions", "Retry"]
 logger = logging.getLogger(__name__)
 
 LAZY_ATTRIBUTES = frozenset({"diff", "file_list"})
+DENY_ALL = PolicySpec(comment=False, status=False, labels=False)
+_SHA = re.compile(r"[0-9a-f]{40}")
 DEFS_TTL_MS = 1000  # milliseconds the jobs trust their cached worker definitions
 DISPATCH_ATTEMPTS = 5  # tries to admit an event's tasks while every candidate queue is full or offline
 WRITE_BACK_ATTEMPTS = 6  # tries to write a result back before the event becomes write_back_failed
 BACKOFF_BASE_S = 2.0  # seconds before the second try; doubles each try
 BACKOFF_MAX_S = 120.0  # seconds, cap on the backoff
+STUCK_AFTER_MS = 300_000  # milliseconds an event may stay received before the sweep queues it again
+MAX_SWEEPS = 3  # times the sweep queues an event again before failing it
+SWEEP_BATCH = 100  # events looked at per sweep
 
 
 @dataclass(frozen=True)
@@ -146,12 +152,18 @@ class EventJobs:
             self._store_matches(event, matches)
             self._fail(event, "; ".join(f"{m['rule']}: {m['reason']}" for m in matches if m.get("reason")))
             return None
-        state = "dispatched" if live else "matched"
+        waiting = [m for m in matches if m.get("status") == "queued"]
+        if live or waiting:
+            state = "dispatched"  # until every task, including those waiting on a concurrency key, has ended
+        elif any(m["status"] == "skipped" for m in matches):
+            state = "skipped"  # superseded: a task for the same concurrency key is still running
+        else:
+            state = "matched"  # only auto: false rules matched
         # follow: tasks may have finished before the matches were stored.
         self.runner.run(events.update(event_id=event.id, now_ms=now_ms(), state=state, expect=("received",),
                                       detail=f"{len(live)} task(s) from {len(matched)} matching rule(s)",
                                       fields={"matches": json.dumps(matches, separators=(",", ":"))},
-                                      follow=bool(live), audit=self._take_audit()))
+                                      follow=state == "dispatched", audit=self._take_audit()))
         return None
 
     def _dispatch(self, event: Event, rule: Rule, prompt: str, conc_value: str | None,
@@ -160,34 +172,47 @@ class EventJobs:
                                 context={"event": {"id": event.id, "source": event.source, "type": event.type,
                                                    "subject": event.subject, "rule": rule.id}},
                                 idempotency_key=f"event:{event.id}:{rule.id}")
-        conc_key = keys.key("conc", project=event.project, rule=rule.id, value=conc_value) if conc_value else ""
-        if conc_key:
-            holder = self.runner.run(Op(lambda raw: raw, command=("GET", conc_key)))
-            holder_state = self._task_state(holder) if holder else None
-            if holder and holder_state is not None and holder_state not in FINAL_STATES:
-                if rule.on_conflict == "skip":
-                    self._audit("rule_skipped", event=event.id, rule=rule.id, reason=f"{holder} holds {conc_value}")
-                    return {"status": "skipped", "reason": f"task {holder} is still running for {conc_value}"}
-                if rule.on_conflict == "queue":
-                    waiting = json.dumps({"event": event.id, "rule": rule.id, "prompt": prompt})
-                    self.runner.run(Op(int, command=("RPUSH", conc_key + ":wait", waiting)))
-                    return {"status": "queued", "reason": f"waits for task {holder} ({conc_value})"}
-                outcome, _ = self.runner.run(tasks.cancel(task_id=holder, project=event.project, now_ms=now))
-                self._audit("task_superseded", event=event.id, task=holder, rule=rule.id, outcome=outcome)
         task_id = new_id()
-        result = self.runner.run(admission(
-            request, defs, task_id=task_id, project=event.project, now_ms=now,
-            default_bound=self.options.default_bound, offline_after_ms=self.options.offline_after_ms,
-            extra_fields={"event_id": event.id, "rule_id": rule.id, "conc_key": conc_key}))
+        conc_key = concurrency.key_of(event.project, rule.id, conc_value) if conc_value is not None else ""
+        if conc_key:
+            existing = self._admitted(event.project, request.idempotency_key or "")
+            if existing is not None:  # a redelivered job: the task exists and holds (or held) the key
+                return {"status": "dispatched", "task_id": existing, "worker": self._task_worker(existing)}
+            waiting = {"event": event.id, "rule": rule.id, "prompt": prompt, "value": conc_value}
+            outcome, holder = self.runner.run(concurrency.claim(conc_key, task_id, rule.on_conflict, waiting))
+            if outcome == "busy":
+                self._audit("rule_skipped", event=event.id, rule=rule.id, reason=f"{holder} holds {conc_value}")
+                return {"status": "skipped", "reason": f"task {holder} is still running for {conc_value}"}
+            if outcome == "queued":
+                return {"status": "queued", "reason": f"waits for task {holder} ({conc_value})"}
+            if outcome == "replaced" and holder:
+                cancelled, _ = self.runner.run(tasks.cancel(task_id=holder, project=event.project, now_ms=now))
+                self._audit("task_superseded", event=event.id, task=holder, rule=rule.id, outcome=cancelled)
+        try:
+            result = self.runner.run(admission(
+                request, defs, task_id=task_id, project=event.project, now_ms=now,
+                default_bound=self.options.default_bound, offline_after_ms=self.options.offline_after_ms,
+                extra_fields={"event_id": event.id, "rule_id": rule.id, "conc_key": conc_key}))
+            if result.status != "ok" and result.status != "dup":
+                raise refusal(result, request)
+        except TaskyardError:
+            if conc_key:
+                self.runner.run(concurrency.abandon(conc_key, task_id))
+            raise
         if result.status == "dup":
             assert result.task_id is not None
             return {"status": "dispatched", "task_id": result.task_id, "worker": self._task_worker(result.task_id)}
-        if result.status != "ok":
-            raise refusal(result, request)
-        if conc_key:
-            self.runner.run(Op(str, command=("SET", conc_key, task_id)))
+        if conc_key and not self.runner.run(concurrency.confirm(conc_key, task_id)):
+            # A newer event took the key while this task was being admitted (cancel_running): this one is stale.
+            self.runner.run(tasks.cancel(task_id=task_id, project=event.project, now_ms=now))
+            self._audit("task_superseded", event=event.id, task=task_id, rule=rule.id, outcome="cancelled")
         self._audit("task_sent", event=event.id, task=task_id, rule=rule.id, worker=result.worker)
         return {"status": "dispatched", "task_id": task_id, "worker": result.worker}
+
+    def _admitted(self, project: str, idempotency_key: str) -> str | None:
+        """The task an earlier run of this job admitted for the rule, if any."""
+        return self.runner.run(Op(lambda raw: raw, command=("GET", keys.key("idem", project=project,
+                                                                             key=idempotency_key))))
 
     def _template_context(self, event: Event, view: EventView, rules: list[Rule]) -> dict[str, Any]:
         context: dict[str, Any] = {"payload": view.payload, "source": event.source, "event_type": event.type,
@@ -217,7 +242,8 @@ class EventJobs:
                 out["diff"] = client.pull_diff(owner, repo, int(number))
             if "file_list" in wanted:
                 out["file_list"] = client.pull_files(owner, repo, int(number))
-        elif attrs.get("before") and attrs.get("head_sha"):
+        elif _SHA.fullmatch(str(attrs.get("before", ""))) and _SHA.fullmatch(str(attrs.get("head_sha", ""))):
+            # Only commit shas go into the compare path: payload text must never steer the API call.
             diff = client.compare_diff(owner, repo, attrs["before"], attrs["head_sha"])
             out["diff"] = diff
             out["file_list"] = _files_of(diff)
@@ -276,8 +302,11 @@ class EventJobs:
                   if k.startswith(prefix) and not v.get("ok")] + pending
         if failed:
             reason = _clip("write-back failed: " + "; ".join(failed))
+            # Recorded at once; the state moves now if the event has settled, else when its last task ends
+            # (follow_event turns "completed" into write_back_failed while wb_failed is set).
+            self.runner.run(events.update(event_id=event_id, now_ms=now_ms(), fields={"wb_failed": reason}))
             self.runner.run(events.update(event_id=event_id, now_ms=now_ms(), state="write_back_failed",
-                                          detail=reason, fields={"error": reason}))
+                                          detail=reason, expect=("completed",), fields={"error": reason}))
             self._audit("write_back_failed", event=event_id, task=task_id, reason=reason)
         return None
 
@@ -286,41 +315,54 @@ class EventJobs:
         self.runner.run(events.update(event_id=event_id, now_ms=now_ms(), follow=True))
 
     def _release_concurrency(self, info: dict[str, Any]) -> None:
-        """The finished task held a concurrency key: hand it to the next dispatch waiting on it."""
-        conc_key = info.get("conc_key")
-        if not conc_key:
+        """The finished task held a concurrency key: free it and start the next dispatch waiting on it."""
+        conc_key, task_id = info.get("conc_key"), info.get("id")
+        if not conc_key or not task_id:
             return
-        holder = self.runner.run(Op(lambda raw: raw, command=("GET", conc_key)))
-        if holder != info.get("id"):
+        waiting = self.runner.run(concurrency.release(conc_key, task_id))
+        if waiting is None:
             return
-        raw = self.runner.run(Op(lambda r: r, command=("LPOP", conc_key + ":wait")))
-        if raw is None:
-            self.runner.run(Op(int, command=("DEL", conc_key)))
-            return
-        waiting = json.loads(raw)
         event = self.runner.run(events.summary(waiting["event"]))
-        if event is not None:
-            self._trail.project = event.project
-        rule = next((r for r in self.rules.rules() if r.id == waiting["rule"]), None)
-        if event is None or rule is None:
-            self.runner.run(Op(int, command=("DEL", conc_key)))
+        rule = self.rules.get(waiting["rule"])
+        if event is None:
             return
-        try:
-            # The key is free now: dispatching takes it (with no holder running, nothing is skipped or queued).
-            self.runner.run(Op(int, command=("DEL", conc_key)))
-            value = conc_key.split(":", 4)[-1]
-            entry = self._dispatch(event, rule, waiting["prompt"], value, self._definitions(), now_ms())
-        except TaskyardError as exc:
-            entry = {"status": "refused", "reason": str(exc)}
-        matches = [({**m, **entry} if m.get("rule") == rule.id and m.get("status") == "queued" else m)
+        self._trail.project = event.project
+        if rule is None:  # the config changed under it: nothing can run it
+            entry: dict[str, Any] = {"status": "refused", "reason": f"rule {waiting['rule']} no longer exists"}
+        else:
+            try:
+                entry = self._dispatch(event, rule, waiting["prompt"], waiting["value"], self._definitions(),
+                                       now_ms())
+            except TaskyardError as exc:
+                entry = {"status": "refused", "reason": str(exc)}
+                self._audit("dispatch_refused", event=event.id, rule=waiting["rule"], reason=str(exc))
+        if entry["status"] == "queued":
+            return  # another event took the key first: this dispatch waits again, still recorded as queued
+        matches = [({**m, **entry} if m.get("rule") == waiting["rule"] and m.get("status") == "queued" else m)
                    for m in event.matches]
-        self.runner.run(events.update(event_id=event.id, now_ms=now_ms(),
+        self.runner.run(events.update(event_id=event.id, now_ms=now_ms(), follow=True,
                                       fields={"matches": json.dumps(matches, separators=(",", ":"))}))
-        if event.state == "dispatched":
-            self._follow(event.id)
-        elif event.state == "matched" and entry.get("task_id"):
-            self.runner.run(events.update(event_id=event.id, now_ms=now_ms(), state="dispatched",
-                                          expect=("matched",), detail="queued dispatch started"))
+
+    # -- the sweep for events whose processing job was lost ----------------------------------------------------
+    def stuck(self, now: int) -> list[str]:
+        """Events still ``received`` ``STUCK_AFTER_MS`` after they arrived: their job was lost (it failed every
+        Dramatiq retry, or died with its process before Dramatiq's maintenance noticed). Answers the ones to
+        queue again; an event swept ``MAX_SWEEPS`` times fails instead, with a reason to act on."""
+        ids = self.runner.run(Op(list, command=("ZRANGEBYSCORE", keys.key("ev_received"), "-inf",
+                                                now - STUCK_AFTER_MS, "LIMIT", 0, SWEEP_BATCH)))
+        again = []
+        for event_id in ids:
+            sweeps = self.runner.run(Op(int, command=("HINCRBY", keys.key("event", id=event_id), "sweeps", 1)))
+            if sweeps > MAX_SWEEPS:
+                reason = f"processing failed {MAX_SWEEPS} times; the serve logs say why"
+                applied, state = self.runner.run(events.update(event_id=event_id, now_ms=now, state="failed",
+                                                               expect=("received",), detail=reason,
+                                                               fields={"error": reason}))
+                if state is None or not applied:  # gone, or processed meanwhile: stop sweeping it
+                    self.runner.run(Op(int, command=("ZREM", keys.key("ev_received"), event_id)))
+                continue
+            again.append(event_id)
+        return again
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _definitions(self) -> dict[str, WorkerSpec]:
@@ -331,8 +373,10 @@ class EventJobs:
         return self._defs
 
     def _policy(self, worker: str) -> PolicySpec:
+        """The worker's write-back policy; a worker whose definition is gone may do nothing (its policy is
+        unknown, and allowing everything would let its removal lift every restriction)."""
         spec = self._definitions().get(worker)
-        return spec.policy if spec is not None else PolicySpec()
+        return spec.policy if spec is not None else DENY_ALL
 
     def _task_state(self, task_id: str) -> str | None:
         return self.runner.run(Op(lambda raw: raw, command=("HGET", keys.key("task", id=task_id), "state")))

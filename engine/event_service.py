@@ -128,7 +128,11 @@ class EventService:
             headers.setdefault(spec.event_header.lower(), kind)
         if "payload" not in body:
             raise ValidationFailed("invalid request body: payload is required")
-        inbound: InboundEvent = parse_delivery(name, spec, headers, json.dumps(body["payload"]).encode("utf-8"))
+        try:
+            inbound: InboundEvent = parse_delivery(name, spec, headers,
+                                                   json.dumps(body["payload"]).encode("utf-8"))
+        except WebhookInvalid as exc:  # the caller is authenticated: tell them what is wrong with the delivery
+            raise ValidationFailed(f"invalid request body: {exc.reason}") from None
         event_type = kind or inbound.type
         view = EventView(source=name, type=event_type, attrs=inbound.attrs, payload=inbound.payload)
         context: dict[str, Any] = {"payload": inbound.payload, "source": name, "event_type": event_type,

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 EVENT_STATES = ("received", "matched", "dispatched", "completed", "failed", "skipped", "write_back_failed")
+DEDUPE_TTL_MS = 7 * 86_400_000  # milliseconds a delivery id is remembered (GitHub redelivers for 3 days)
 SUMMARY_FIELDS = ("id", "project", "source", "type", "state", "actor", "subject", "attrs", "created_at",
                   "updated_at", "seq", "delivery_id", "matches", "error")
 # States after which matching and dispatch are over (write-back may still move completed/failed events on).
@@ -111,7 +112,7 @@ def receive(*, event_id: str, project: str, source: str, delivery_id: str | None
     audit entry of the delivery is written in the same step. ``raw_payload`` is the body as received (JSON)."""
     detail = {"source": source, "type": type, "delivery": delivery_id, "actor": actor}
     args: list[Any] = [event_id, project, source, delivery_id or "", now_ms,
-                       json.dumps(redact(detail), separators=(",", ":")), AUDIT_MAX_ENTRIES,
+                       json.dumps(redact(detail), separators=(",", ":")), AUDIT_MAX_ENTRIES, DEDUPE_TTL_MS,
                        "type", type, "actor", actor or "", "subject", subject or "",
                        "attrs", json.dumps(attrs, separators=(",", ":")), "payload", raw_payload]
 

@@ -9,6 +9,7 @@ the call and what to check, and never contain the token.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -223,12 +224,20 @@ class GitHubClient:
         return text
 
 
+_REPO_PART = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # GitHub's owner and repository names
+
+
 def _repo_path(owner: str, repo: str) -> str:
+    """``/repos/<owner>/<repo>``; names come from payloads, so anything but a GitHub name is refused (a ``..``
+    would walk the token to another API path)."""
+    for part in (owner, repo):
+        if not _REPO_PART.fullmatch(part) or part in (".", ".."):
+            raise GitHubError(f"{part!r} is not a GitHub owner or repository name", retryable=False)
     return f"/repos/{quote(owner, safe='')}/{quote(repo, safe='')}"
 
 
 def _compare_path(owner: str, repo: str, base: str, head: str) -> str:
-    return f"{_repo_path(owner, repo)}/compare/{quote(base, safe='/')}...{quote(head, safe='/')}"
+    return f"{_repo_path(owner, repo)}/compare/{quote(base, safe='')}...{quote(head, safe='')}"
 
 
 def _field(item: Any, key: str, what: str) -> Any:

@@ -289,8 +289,8 @@ def comment_marker(marker: str) -> str:
 def execute(client: GitHubClient, steps: Iterable[Step], *, done: set[str], marker: str) -> list[StepResult]:
     """Run the runnable steps whose key is not in ``done``, in order; return what happened to each one tried.
 
-    ``marker`` identifies this write-back (a task id, say). A non-retryable failure is recorded and the next step
-    runs; a retryable one stops the run there, so the caller can store :func:`finished_keys` and retry later.
+    ``marker`` identifies this write-back (a task id, say). Every step is tried; a failed one is recorded and the
+    next runs. The caller stores :func:`finished_keys` and retries the retryable failures later.
     """
     hidden = comment_marker(marker)
     results: list[StepResult] = []
@@ -300,9 +300,8 @@ def execute(client: GitHubClient, steps: Iterable[Step], *, done: set[str], mark
         try:
             detail = _run(client, step, hidden)
         except GitHubError as exc:
+            # Steps are independent (a comment, a status, each label): one failing does not hold back the rest.
             results.append(StepResult(step.key, False, exc.message, exc.retryable))
-            if exc.retryable:
-                break
             continue
         results.append(StepResult(step.key, True, detail))
     return results

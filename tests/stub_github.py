@@ -67,6 +67,11 @@ class _Issue:
     labels: list[str] = field(default_factory=list)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A dropped connection (the "drop" fault) is the point of the test, not an error to print."""
+
+
 class StubGitHub:
     """The stub server; a context manager that starts it on 127.0.0.1 (a free port) and stops it."""
 
@@ -94,7 +99,7 @@ class StubGitHub:
 
     def start(self) -> None:
         handler = type("_BoundHandler", (_Handler,), {"stub": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(_POLL_S,), name="stub-github",
                                         daemon=True)

@@ -16,7 +16,10 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, Retries, ShutdownNotifications, TimeLimit
 
 from engine import keys
+from engine.clock import now_ms
 from engine.event_jobs import EventJobs, Retry
+from engine.store import Op
+from workers.liveness import Loop
 
 __all__ = ["EngineQueue"]
 
@@ -29,6 +32,8 @@ JOB_MIN_BACKOFF_MS = 1000  # milliseconds before the first such retry
 JOB_MAX_BACKOFF_MS = 60_000  # milliseconds, cap on that backoff
 POLL_MS = 100  # milliseconds an idle engine consumer waits between fetches
 MAINTENANCE_CHANCE = 10_000  # per million broker calls: requeue the jobs of a dead serve process
+SWEEP_EVERY_S = 60.0  # seconds between sweeps for events whose processing job was lost
+SWEEP_JOIN_S = 2.0  # seconds to wait for the sweep thread when stopping
 
 
 class EngineQueue:
@@ -46,6 +51,7 @@ class EngineQueue:
         self._declare("task_finished", jobs.task_finished)
         self.worker = dramatiq.Worker(self.broker, queues={keys.ENGINE_QUEUE}, worker_threads=threads,
                                       worker_timeout=POLL_MS)
+        self.sweeper = Loop("event-sweep", SWEEP_EVERY_S, self._sweep)
 
     def _declare(self, name: str, job: Any) -> None:
         def run(subject: str, attempt: int | str = 1) -> None:
@@ -62,8 +68,23 @@ class EngineQueue:
 
     def start(self) -> None:
         self.worker.start()
+        self.sweeper.start()
+
+    def _sweep(self) -> None:
+        """Queue again the events whose processing job was lost (one serve process at a time)."""
+        lock = keys.key("lock", name="event-sweep")
+        if not self.jobs.runner.run(Op(bool, command=("SET", lock, "1", "NX", "PX", int(SWEEP_EVERY_S * 1000)))):
+            return
+        for event_id in self.jobs.stuck(now_ms()):
+            logger.warning("event was not processed: queued again", extra={"event": event_id})
+            self.actors["process_event"].send(event_id)
 
     def stop(self, timeout_ms: int = 10_000) -> None:
+        self.sweeper.stop()
+        self.sweeper.join(timeout=SWEEP_JOIN_S)
         self.worker.stop(timeout=timeout_ms)
         self.broker.close()
         self.broker.client.connection_pool.disconnect()
+        close = getattr(self.jobs.runner, "close", None)
+        if close is not None:  # the jobs' own connections (an embedded Redis stops only when none is left)
+            close()

@@ -17,7 +17,7 @@ from api.auth import principal_of
 from api.controllers.body import json_body
 from api.controllers.tasks import _int_param
 from config import defaults
-from engine.errors import PayloadTooLarge, ValidationFailed
+from engine.errors import PayloadTooLarge, Unauthorized, ValidationFailed
 from engine.event_service import EventService
 
 __all__ = ["EventController", "read_limited"]
@@ -61,9 +61,12 @@ class EventController(Controller):
           request_max_body_size=None)
     async def webhook(self, request: Request, events: Events, source: FromPath[str]) -> Response[dict[str, Any]]:
         spec = events.source(source)
+        principal = principal_of(request)
+        if not principal.authenticated and not spec.verifies_signature:
+            raise Unauthorized()  # a source without a secret needs an API key
         body = await read_limited(request, spec.max_body_bytes)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        receipt = await events.receive(source, headers, body, project=principal_of(request).project)
+        receipt = await events.receive(source, headers, body, project=principal.project)
         return Response(receipt.to_public(), status_code=202 if receipt.status == "received" else 200)
 
     @get("/events", opt={"scope": "read"}, summary="List webhook events, newest first")

@@ -200,16 +200,20 @@ local function move_event(id, project, source, seq, old, new, now, detail)
   redis.call("zadd", k_ev_state(project, new), seq, id)
   redis.call("zadd", k_ev_source_state(project, source, new), seq, id)
   redis.call("hset", e, "state", new, "updated_at", now)
+  if old == "received" then
+    redis.call("zrem", k_ev_received(), id)
+  end
   local entry = {state = new, detail = detail}
   redis.call("rpush", k_event_history(id), string.sub(cjson.encode(entry), 1, -2) .. ',"at":' .. now .. '}')
   redis.call("hincrby", k_metrics(), "events_" .. new, 1)
 end
 
 -- A dispatched event whose tasks are all final (and with no dispatch waiting on a concurrency key) becomes
--- completed (every task completed) or failed. Returns the event's state afterwards.
+-- completed (every task completed), write_back_failed (every task completed but a write-back failed for
+-- good: wb_failed), or failed (a task did not complete or a rule was refused). Returns the state afterwards.
 local function follow_event(id, now)
   local e = k_event(id)
-  local f = redis.call("hmget", e, "state", "project", "source", "seq", "matches")
+  local f = redis.call("hmget", e, "state", "project", "source", "seq", "matches", "wb_failed")
   if f[1] ~= "dispatched" then
     return f[1]
   end
@@ -217,6 +221,9 @@ local function follow_event(id, now)
   for _, m in ipairs(cjson.decode(f[5] or "[]")) do
     if m.status == "queued" then
       return "dispatched"
+    end
+    if m.status == "refused" then
+      table.insert(failed, "rule " .. tostring(m.rule) .. " refused: " .. tostring(m.reason))
     end
     if type(m.task_id) == "string" then
       local state = redis.call("hget", k_task(m.task_id), "state")
@@ -227,6 +234,11 @@ local function follow_event(id, now)
         table.insert(failed, "task " .. m.task_id .. " " .. tostring(state or "missing"))
       end
     end
+  end
+  if #failed == 0 and f[6] then
+    redis.call("hset", e, "error", f[6])
+    move_event(id, f[2], f[3], f[4], "dispatched", "write_back_failed", now, f[6])
+    return "write_back_failed"
   end
   if #failed == 0 then
     move_event(id, f[2], f[3], f[4], "dispatched", "completed", now, "all tasks completed")

@@ -32,7 +32,7 @@ def parse(name: str, spec: SourceSpec, headers: Mapping[str, str], body: bytes) 
         delivery_id=header(headers, spec.delivery_header),
         actor=_string(fields.get("actor")) or _string(fields.get("sender")),
         subject=_string(fields.get("subject")),
-        attrs=dict(fields),
+        attrs=_attributes(fields),
         payload=payload,
         ping=False,
     )
@@ -40,3 +40,20 @@ def parse(name: str, spec: SourceSpec, headers: Mapping[str, str], body: bytes) 
 
 def _string(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+MAX_ATTRIBUTES = 64  # top-level fields of a generic payload kept as attributes
+MAX_ATTRIBUTE_CHARS = 1024  # characters of a string field kept as an attribute; longer ones stay in the payload
+
+
+def _attributes(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload's short scalar top-level fields. Everything stays reachable through the raw payload (filters
+    fall back to dotted paths into it, templates see ``payload``); attributes are what listings show."""
+    attrs: dict[str, Any] = {}
+    for key, value in fields.items():
+        if len(attrs) >= MAX_ATTRIBUTES:
+            break
+        if isinstance(value, str) and len(value) <= MAX_ATTRIBUTE_CHARS or \
+                isinstance(value, (int, float, bool)) or value is None:
+            attrs[key] = value
+    return attrs

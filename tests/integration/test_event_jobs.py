@@ -157,7 +157,7 @@ def test_skip_and_queue_on_conflict(runner: SyncRunner, github: StubGitHub, redi
     event = event_of(runner, second)
     assert [(m["rule"], m["status"]) for m in event.matches] == [
         ("reviewer.events[0]", "skipped"), ("queued.events[0]", "queued")]
-    assert event.state == "matched"
+    assert event.state == "dispatched"  # a dispatch waits on the key: the event is not over
     # The holder finishes: the queued dispatch starts and the waiting event moves on.
     complete(runner, queue_task, "done")
     jobs.task_finished(queue_task)
@@ -189,10 +189,8 @@ def test_write_back_retries_and_never_posts_a_comment_twice(runner: SyncRunner, 
     github.fail("POST", "/repos/Codertocat/Hello-World/issues/2/comments", drop=True)
     github.fail("POST", "/repos/Codertocat/Hello-World/statuses/", status=502)
     outcome = jobs.task_finished(task_id)
-    assert isinstance(outcome, Retry) and outcome.attempt == 2  # stopped at the lost comment answer
-    outcome = jobs.task_finished(task_id, outcome.attempt)  # the comment is found, not posted; status fails
-    assert isinstance(outcome, Retry) and outcome.attempt == 3
-    assert jobs.task_finished(task_id, outcome.attempt) is None
+    assert isinstance(outcome, Retry) and outcome.attempt == 2  # the comment's answer was lost, the status 502
+    assert jobs.task_finished(task_id, outcome.attempt) is None  # the comment is found, not posted; status ok
     comments = github.comments("Codertocat", "Hello-World", 2)
     assert len(comments) == 1
     assert len(comments[0]["body"].split("\n\n<!--")[0]) <= 40 + 200  # truncated with a visible note
@@ -249,3 +247,73 @@ def test_two_schedulers_firing_the_same_entry_store_one_event(runner: SyncRunner
     scheduled = datetime.fromisoformat(page[0].attrs["scheduled_at"])
     assert scheduled.second == 0 and scheduled.microsecond == 0  # the minute it was due, not "now"
     assert (datetime.now(UTC) - scheduled).total_seconds() < 61
+
+
+def test_racing_events_never_both_take_a_concurrency_key(redis_url: str, runner: SyncRunner,
+                                                         github: StubGitHub) -> None:
+    import threading
+
+    rule = {"source": "github", "on": ["pull_request.synchronize"], "prompt": "{{.head_sha}}",
+            "concurrency_key": "{{.number}}", "on_conflict": "queue"}
+    _, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [rule]}]})
+    ids = [deliver(runner, settings, "pull_request.synchronize") for _ in range(6)]
+    barrier = threading.Barrier(len(ids))
+
+    def work(event_id: str) -> None:
+        own = SyncRunner(redis.Redis.from_url(redis_url, decode_responses=True))
+        jobs, _ = make_jobs(own, github, {"workers": [{**REVIEWER, "events": [rule]}]})
+        barrier.wait()
+        jobs.process(event_id)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(event_of(runner, i).matches[0]["status"] for i in ids)
+    assert statuses == ["dispatched"] + ["queued"] * 5
+    # Hand the key down the queue: each finished holder starts exactly one waiting dispatch.
+    jobs, _ = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [rule]}]})
+    for _ in range(6):
+        (holder,) = [t for i in ids for t in event_of(runner, i).task_ids
+                     if runner.run(tasks.get(t)).state == "pending"]  # type: ignore[union-attr]
+        complete(runner, holder, "done")
+        jobs.task_finished(holder)
+    assert sorted(event_of(runner, i).state for i in ids) == ["completed"] * 6
+
+
+def test_a_refused_rule_fails_the_event_even_when_another_dispatched(runner: SyncRunner,
+                                                                      github: StubGitHub) -> None:
+    jobs, settings = make_jobs(runner, github, {
+        "workers": [{**REVIEWER, "events": [{"source": "github", "on": "pull_request.opened", "prompt": "a"}]}],
+        "rules": [{"source": "github", "on": "pull_request.opened", "prompt": "b", "worker": "ghost"}]})
+    event_id = deliver(runner, settings, "pull_request.opened")
+    jobs.process(event_id)
+    event = event_of(runner, event_id)
+    assert [(m["rule"], m["status"]) for m in event.matches] == [("reviewer.events[0]", "dispatched"),
+                                                                 ("rules[0]", "refused")]
+    (task_id,) = event.task_ids
+    complete(runner, task_id, "fine")
+    jobs.task_finished(task_id)
+    event = event_of(runner, event_id)
+    assert event.state == "failed"
+    assert event.error is not None and "rules[0] refused: worker not found" in event.error
+
+
+def test_the_sweep_requeues_events_whose_job_was_lost_then_fails_them(runner: SyncRunner, github: StubGitHub,
+                                                                      redis_client: redis.Redis) -> None:
+    from engine.event_jobs import MAX_SWEEPS, STUCK_AFTER_MS
+
+    jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [
+        {"source": "github", "on": "pull_request.opened", "prompt": "x"}]}]})
+    lost, fine = deliver(runner, settings, "pull_request.opened"), deliver(runner, settings, "pull_request.opened")
+    jobs.process(fine)  # processed: out of the sweep's sight
+    assert redis_client.zrange(keys.key("ev_received"), 0, -1) == [lost]
+    assert jobs.stuck(now_ms()) == []  # too young to count as stuck
+    later = now_ms() + STUCK_AFTER_MS + 1
+    for _ in range(MAX_SWEEPS):
+        assert jobs.stuck(later) == [lost]
+    assert jobs.stuck(later) == []
+    event = event_of(runner, lost)
+    assert event.state == "failed" and event.error is not None and "processing failed" in event.error
+    assert redis_client.zcard(keys.key("ev_received")) == 0

@@ -143,16 +143,17 @@ def test_a_lost_response_never_posts_the_comment_twice(gh: StubGitHub, client: G
                  PolicySpec(), Target("octo", "repo", number=12, head_sha="abc123"))
     gh.fail("POST", "/repos/octo/repo/issues/12/comments", drop=True)
 
-    # When write-back runs, it stops at the retryable failure without touching the later steps
+    # When write-back runs, the comment fails retryably and the independent steps still run
     first = execute(client, steps, done=set(), marker="evt1/task1")
-    assert [(r.key, r.ok, r.retryable) for r in first] == [("comment", False, True)]
-    assert len(gh.comments("octo", "repo", 12)) == 1 and gh.statuses == []
+    assert [(r.key, r.ok, r.retryable) for r in first] == [
+        ("comment", False, True), ("status", True, False), ("label+reviewed", True, False)]
+    assert len(gh.comments("octo", "repo", 12)) == 1
 
-    # And when it resumes, it finds the posted comment and carries on with the rest
+    # And when it resumes, it finds the posted comment instead of posting it again, and repeats nothing else
     second = execute(client, steps, done=finished_keys(first), marker="evt1/task1")
     comments = gh.comments("octo", "repo", 12)
     assert len(comments) == 1
-    assert [(r.key, r.ok) for r in second] == [("comment", True), ("status", True), ("label+reviewed", True)]
+    assert [(r.key, r.ok) for r in second] == [("comment", True)]
     assert second[0].detail == str(comments[0]["id"])
     assert comments[0]["body"] == "Review: LGTM\n\n" + comment_marker("evt1/task1")
     assert [s["state"] for s in gh.statuses] == ["success"]
@@ -176,3 +177,13 @@ def test_done_and_denied_steps_are_not_run(gh: StubGitHub, client: GitHubClient)
     results = execute(client, steps, done={"comment"}, marker="m2")
     assert [r.key for r in results] == ["status"]
     assert gh.comments("octo", "repo", 3) == [] and gh.labels("octo", "repo", 3) == []
+
+
+def test_payload_text_cannot_steer_the_token_to_another_api_path(gh: StubGitHub, client: GitHubClient) -> None:
+    for owner, repo in (("..", "user"), ("octo", ".."), ("octo/../..", "x"), ("octo", "re po")):
+        with pytest.raises(GitHubError) as caught:
+            client.pull_diff(owner, repo, 1)
+        assert not caught.value.retryable
+    with pytest.raises(GitHubError):
+        client.compare_diff("octo", "repo", "a" * 40, "../../../../user")
+    assert all(not r.path.startswith("/user") for r in gh.requests)

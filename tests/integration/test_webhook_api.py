@@ -64,6 +64,10 @@ def key(k: str = ADMIN) -> dict[str, str]:
 def test_auth_follows_the_source_kind(client: TestClient) -> None:
     body = b'{"type": "ping-me"}'
     assert client.post("/webhook/plain", content=body).status_code == 401  # no secret: the key is required
+    for sneaky in ("/webhook//plain", "//webhook/plain", "/webhook/plain/", "/webhook///plain//"):
+        refused = client.post(sneaky, content=body)
+        assert refused.status_code in (401, 404), sneaky  # never stored without a key
+    assert client.post("/webhook/plain", content=body, headers=key("wrong")).status_code == 401
     accepted = client.post("/webhook/plain", content=body, headers=key())
     assert accepted.status_code == 202 and accepted.json()["type"] == "ping-me"
     # A signed source needs no key, and a key does not stand in for its signature.
@@ -75,7 +79,7 @@ def test_auth_follows_the_source_kind(client: TestClient) -> None:
         "X-Signature": "sha256=" + sign("alert-secret", body), "X-Delivery": "a-1"})
     assert prefixed.status_code == 200 and prefixed.json()["status"] == "duplicate"
     # Events are scoped: the other project's key sees none of them.
-    assert len(client.get("/events", headers=key()).json()) == 2
+    assert len(client.get("/events", headers=key()).json()) == 2  # none of the sneaky posts was stored
     assert client.get("/events", headers=key(OTHER)).json() == []
     event_id = good.json()["id"]
     assert client.get(f"/event/{event_id}", headers=key(OTHER)).status_code == 404
@@ -126,6 +130,16 @@ def test_rules_dry_run_explains_every_rule(client: TestClient) -> None:
     bad = client.post("/api/rules/test", headers=key(), json={"source": "nope", "payload": {}})
     assert bad.status_code == 404 and bad.json()["error"] == "unknown source: nope"
     assert client.post("/api/rules/test", headers=key(), json={"payload": {}}).status_code == 400
+    untyped = client.post("/api/rules/test", headers=key(), json={"source": "github", "payload": payload})
+    assert untyped.status_code == 400 and "X-GitHub-Event" in untyped.json()["error"]
+
+
+def test_generic_attributes_are_short_scalars_and_the_payload_keeps_everything(client: TestClient) -> None:
+    body = json.dumps({"level": "high", "count": 3, "blob": "x" * 5000, "nested": {"a": 1}}).encode()
+    answer = client.post("/webhook/plain", content=body, headers=key())
+    assert answer.json()["attrs"] == {"level": "high", "count": 3}
+    event = client.get(f"/event/{answer.json()['id']}", headers=key()).json()
+    assert event["payload"]["blob"] == "x" * 5000 and event["payload"]["nested"] == {"a": 1}
 
 
 def test_audit_log_filters_and_is_per_project(client: TestClient) -> None:

@@ -157,3 +157,10 @@ def test_zero_timeouts_and_empty_scopes_are_refused(tmp_path: Path) -> None:
     issues = issues_of(path)
     assert any("workers[0] (w).timeout: must be at least 1ms" in i for i in issues)
     assert any("api_keys[0].scopes" in i for i in issues)
+
+
+@pytest.mark.parametrize(("name", "reason"), [("schedule", "reserved"), ("bad name", "must match")])
+def test_source_names_are_checked(tmp_path: Path, name: str, reason: str) -> None:
+    path = write(tmp_path, f"sources:\n  '{name}': {{}}\n")
+    (issue,) = issues_of(path, env={})
+    assert reason in issue and "sources" in issue
