@@ -266,7 +266,7 @@ def main() -> int:
                                 str(port)], log=log)
 
             report["webhook"] = bench_webhook(
-                args.redis_url, args.duration, tmp, fixtures=ROOT.parent / "shared" / "fixtures" / "github-webhooks",
+                args.redis_url, args.duration, tmp, fixtures=ROOT / "tests" / "fixtures" / "github-webhooks",
                 serve=serve, run_wrk=run_wrk, free_port=free_port, wait_http=wait_http)
     print(json.dumps(report, indent=2))
     return 0

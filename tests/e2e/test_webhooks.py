@@ -8,16 +8,16 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import Cluster, wait_for
+from tests.fixture_paths import GITHUB_WEBHOOKS
 from tests.stub_github import StubGitHub
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "github-webhooks"
+FIXTURES = GITHUB_WEBHOOKS
 SECRET = "whsec_e2e_secret"
 TOKEN = "ghp_e2e_token"
 API_KEY = "k-e2e"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +21,11 @@ from engine.rules import RuleBook
 from engine.schedules import fire, schedules_of
 from engine.sources import parse_delivery
 from engine.store import SyncRunner
+from tests.fixture_paths import GITHUB_WEBHOOKS
 from tests.integration.conftest import OFFLINE_AFTER_MS, define
 from tests.stub_github import StubGitHub
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "github-webhooks"
+FIXTURES = GITHUB_WEBHOOKS
 TOKEN = "ghp_jobs_token"
 
 

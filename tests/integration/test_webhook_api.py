@@ -14,8 +14,9 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from config.loader import load_settings
+from tests.fixture_paths import GITHUB_WEBHOOKS
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "github-webhooks"
+FIXTURES = GITHUB_WEBHOOKS
 ADMIN, OTHER = "k-admin", "k-other-project"
 
 CONFIG = """

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.errors import FilterInvalid
 from engine.filters import compile_filter, filter_text
+from tests.fixture_paths import GITHUB_WEBHOOKS
 
-FIXTURES = Path("/work/shared/fixtures/github-webhooks")
+FIXTURES = GITHUB_WEBHOOKS
 
 
 def fixture(name: str) -> Any:

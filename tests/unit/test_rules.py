@@ -11,8 +11,9 @@ from config.loader import load_settings
 from config.settings import RuleSpec, Settings
 from engine.errors import ConfigError
 from engine.rules import EventView, RuleBook
+from tests.fixture_paths import GITHUB_WEBHOOKS
 
-FIXTURES = Path("/work/shared/fixtures/github-webhooks")
+FIXTURES = GITHUB_WEBHOOKS
 
 
 def settings(workers: list[dict[str, Any]] | None = None, rules: list[dict[str, Any]] | None = None) -> Settings:

@@ -12,8 +12,9 @@ import pytest
 from config.settings import Settings, SourceSpec
 from engine.errors import ValidationFailed, WebhookInvalid
 from engine.sources import InboundEvent, parse_delivery
+from tests.fixture_paths import GITHUB_WEBHOOKS
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "github-webhooks"
+FIXTURES = GITHUB_WEBHOOKS
 FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
 SECRET = "whsec_unit_test"
 
