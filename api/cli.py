@@ -16,21 +16,17 @@ import signal
 import sys
 from typing import Any
 
-from config import defaults
+from api.engine_process import EngineProcess, build_rules
 from config.loader import find_config_file, load_settings
-from config.settings import Settings, SourceSpec
+from config.settings import Settings
 from engine import registry
 from engine.connect import sync_client
 from engine.embedded import resolve_redis
 from engine.errors import ConfigError, TaskyardError
-from engine.event_jobs import EventJobs, JobOptions
-from engine.github_api import GitHubClient
 from engine.reaper import Reaper
 from engine.rules import RuleBook
-from engine.schedules import Schedule, Scheduler, schedules_of
-from engine.store import SyncRunner, ThreadLocalRunner
+from engine.store import SyncRunner
 from workers.cli import add_worker_arguments, reaper_options, run_worker, runtime_options, startup_error
-from workers.engine_queue import EngineQueue
 from workers.liveness import ReaperLoop
 from workers.logs import setup_logging
 from workers.runtime import WorkerRuntime
@@ -80,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     file = find_config_file(args.config, os.environ)
     try:
         default_file = str(file) if file else "taskyard.yaml"
-        rules = RuleBook.build(settings, origins=settings.worker_files, default_file=default_file)
-        schedules = schedules_of(settings, default_file=default_file)
-        rules = RuleBook([*rules.rules(), *(s.rule for s in schedules)])
+        rules, schedules = build_rules(settings, default_file)
     except ConfigError as exc:
         print(f"taskyard: {exc}", file=sys.stderr)
         return 2
@@ -91,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config ok: {file or 'no file, defaults'}: {len(settings.workers)} worker(s): {names}; "
               f"{len(settings.sources)} source(s); {len(rules) - len(schedules)} rule(s); {len(schedules)} schedule(s)")
         return 0
-    return _serve(settings, rules, schedules, no_workers=args.no_workers)
+    return _serve(settings, rules, default_file, no_workers=args.no_workers)
 
 
-def _serve(settings: Settings, rules: RuleBook, schedules: list[Schedule], *, no_workers: bool) -> int:
+def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers: bool) -> int:
     import uvicorn
 
     from api.app import create_app
@@ -102,8 +96,7 @@ def _serve(settings: Settings, rules: RuleBook, schedules: list[Schedule], *, no
     embedded = None
     runtime: WorkerRuntime | None = None
     reaper: ReaperLoop | None = None
-    engine_queue: EngineQueue | None = None
-    scheduler: Scheduler | None = None
+    engine: EngineProcess | None = None
     for name, source in settings.sources.items():
         if not source.verifies_signature:
             logger.warning("webhook source has no secret: deliveries need an API key" if settings.auth_enabled
@@ -114,10 +107,8 @@ def _serve(settings: Settings, rules: RuleBook, schedules: list[Schedule], *, no
         runner = SyncRunner(sync_client(url))
         for spec in settings.workers:
             runner.run(registry.register(spec, source="config"))
-        engine_queue = _engine_queue(settings, rules, url)
-        engine_queue.start()
-        scheduler = Scheduler(runner, schedules)
-        scheduler.start()
+        engine = EngineProcess(settings, url, default_file)
+        engine.start()
         if no_workers or not settings.workers:
             reaper = ReaperLoop(Reaper(runner, reaper_options(settings), owner=f"serve-{os.getpid()}"))
             reaper.start()
@@ -144,10 +135,8 @@ def _serve(settings: Settings, rules: RuleBook, schedules: list[Schedule], *, no
               file=sys.stderr)
         server.started = False
     finally:
-        if scheduler is not None:
-            scheduler.stop()
-        if engine_queue is not None:
-            engine_queue.stop()
+        if engine is not None:
+            engine.stop()
         if runtime is not None:
             runtime.stop()
         if reaper is not None:
@@ -157,24 +146,6 @@ def _serve(settings: Settings, rules: RuleBook, schedules: list[Schedule], *, no
         if embedded is not None:
             embedded.close()
     return 0 if server.started else 1
-
-
-def _engine_queue(settings: Settings, rules: RuleBook, url: str) -> EngineQueue:
-    """The engine jobs of this serve process: event matching, dispatch, following tasks, GitHub write-back."""
-    clients: dict[int, GitHubClient] = {}
-
-    def github_client(spec: SourceSpec) -> GitHubClient:
-        client = clients.get(id(spec))
-        if client is None:
-            client = clients[id(spec)] = GitHubClient(spec.api_url or defaults.GITHUB_API_URL, spec.token)
-        return client
-
-    jobs = EventJobs(
-        runner=ThreadLocalRunner(lambda: sync_client(url, single_connection=True)), rules=rules,
-        sources=dict(settings.sources), github_client=github_client,
-        options=JobOptions(default_bound=settings.max_queue_depth,
-                           offline_after_ms=int(settings.offline_after_s * 1000)))
-    return EngineQueue(url, jobs, heartbeat_timeout_ms=int(max(60.0, settings.offline_after_s) * 1000))
 
 
 if __name__ == "__main__":

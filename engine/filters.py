@@ -107,6 +107,10 @@ class _Clause:
         text = filter_text(value)
         return text in self._exact or any(glob.match(text) for glob in self._globs)
 
+    def passes(self, attrs: Mapping[str, Any], payload: Any) -> bool:
+        value = attrs[self.key] if self.key in attrs else _resolve(payload, self._path)
+        return value is not _MISSING and self._matches(value)
+
     def check(self, attrs: Mapping[str, Any], payload: Any) -> str | None:
         value = attrs[self.key] if self.key in attrs else _resolve(payload, self._path)
         if value is _MISSING:
@@ -124,8 +128,11 @@ class _Not:
     def __init__(self, inner: Filter) -> None:
         self._inner = inner
 
+    def passes(self, attrs: Mapping[str, Any], payload: Any) -> bool:
+        return not self._inner.passes(attrs, payload)
+
     def check(self, attrs: Mapping[str, Any], payload: Any) -> str | None:
-        if self._inner.check(attrs, payload) is None:
+        if self._inner.passes(attrs, payload):
             shown = json.dumps(self._inner.spec, default=str, separators=(", ", ": "))
             return f"filter not {shown} matched"
         return None
@@ -141,6 +148,10 @@ class Filter:
         self.spec = spec
         self.keys = keys
         self._clauses = clauses
+
+    def passes(self, attrs: Mapping[str, Any], payload: Any) -> bool:
+        """Whether every clause passes: :meth:`check` without building the reason (matching's hot path)."""
+        return all(clause.passes(attrs, payload) for clause in self._clauses)
 
     def check(self, attrs: Mapping[str, Any], payload: Any) -> str | None:
         """None when every clause passes, else why the first failing one failed."""

@@ -171,7 +171,7 @@ class RuleBook:
     def match(self, event: EventView) -> list[Rule]:
         """The rules the event matches (type and filter), in config order. ``auto: false`` rules are included."""
         return [rule for rule in self.candidates(event.source, event.type)
-                if rule.filter.check(event.attrs, event.payload) is None]
+                if rule.filter.passes(event.attrs, event.payload)]
 
     def evaluate(self, event: EventView) -> list[Verdict]:
         """A verdict for every rule of the event's source, matched or not with the reason, in config order (for
