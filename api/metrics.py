@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from engine.events import EVENT_STATES
 from engine.tasks import LATENCY_BUCKETS_MS
 
 __all__ = ["render_metrics"]
@@ -25,6 +26,11 @@ class _Snapshot:
             family = CounterMetricFamily(f"taskyard_tasks_{outcome}", f"Tasks {outcome}, all processes")
             family.add_metric([], float(counters.get(f"tasks_{outcome}", 0)))
             yield family
+        events = CounterMetricFamily("taskyard_events", "Webhook and schedule events reaching each state, all "
+                                     "processes", labels=["state"])
+        for state in EVENT_STATES:
+            events.add_metric([state], float(counters.get(f"events_{state}", 0)))
+        yield events
         depth = GaugeMetricFamily("taskyard_queue_depth", "Pending + dispatched tasks per worker", labels=["worker"])
         running = GaugeMetricFamily("taskyard_worker_running", "Tasks running per worker", labels=["worker"])
         procs = GaugeMetricFamily("taskyard_worker_processes", "Live processes per worker", labels=["worker"])

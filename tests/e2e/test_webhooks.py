@@ -132,6 +132,10 @@ def test_a_pull_request_ends_with_comment_status_and_labels_on_github(api: httpx
     assert len(api.get("/events").json()) == 1
     assert len(api.get("/tasks").json()) == 2
 
+    metrics = api.get("/metrics").text
+    assert 'taskyard_events_total{state="received"} 1.0' in metrics
+    assert 'taskyard_events_total{state="completed"} 1.0' in metrics
+
     trail = api.get("/logs", params={"event": received["id"]}).json()
     actions = {entry["action"] for entry in trail}
     assert {"event_received", "rule_matched", "task_sent", "policy_decision", "write_back",
