@@ -345,22 +345,30 @@ class EventJobs:
 
     # -- the sweep for events whose processing job was lost ----------------------------------------------------
     def stuck(self, now: int) -> list[str]:
-        """Events still ``received`` ``STUCK_AFTER_MS`` after they arrived: their job was lost (it failed every
-        Dramatiq retry, or died with its process before Dramatiq's maintenance noticed). Answers the ones to
-        queue again; an event swept ``MAX_SWEEPS`` times fails instead, with a reason to act on."""
-        ids = self.runner.run(Op(list, command=("ZRANGEBYSCORE", keys.key("ev_received"), "-inf",
+        """Events left open ``STUCK_AFTER_MS``: answers those still ``received`` to queue again (their job was
+        lost: it failed every Dramatiq retry, or died with its process before Dramatiq's maintenance noticed);
+        an event swept ``MAX_SWEEPS`` times fails instead, with a reason to act on. A ``dispatched`` event is
+        followed (its ``task_finished`` job may have been lost) and looked at again later if still running."""
+        ids = self.runner.run(Op(list, command=("ZRANGEBYSCORE", keys.key("ev_open"), "-inf",
                                                 now - STUCK_AFTER_MS, "LIMIT", 0, SWEEP_BATCH)))
         again = []
         for event_id in ids:
+            state = self.runner.run(Op(lambda raw: raw, command=("HGET", keys.key("event", id=event_id), "state")))
+            if state == "dispatched":
+                _, state = self.runner.run(events.update(event_id=event_id, now_ms=now, follow=True))
+                if state == "dispatched":  # tasks still running: look again later
+                    self.runner.run(Op(int, command=("ZADD", keys.key("ev_open"), now, event_id)))
+                continue
+            if state != "received":  # gone, or settled without the index noticing
+                self.runner.run(Op(int, command=("ZREM", keys.key("ev_open"), event_id)))
+                continue
             sweeps = self.runner.run(Op(int, command=("HINCRBY", keys.key("event", id=event_id), "sweeps", 1)))
             if sweeps > MAX_SWEEPS:
                 reason = f"processing failed {MAX_SWEEPS} times; the serve logs say why"
-                applied, state = self.runner.run(events.update(event_id=event_id, now_ms=now, state="failed",
-                                                               expect=("received",), detail=reason,
-                                                               fields={"error": reason}))
-                if state is None or not applied:  # gone, or processed meanwhile: stop sweeping it
-                    self.runner.run(Op(int, command=("ZREM", keys.key("ev_received"), event_id)))
+                self.runner.run(events.update(event_id=event_id, now_ms=now, state="failed", expect=("received",),
+                                              detail=reason, fields={"error": reason}))
                 continue
+            self.runner.run(Op(int, command=("ZADD", keys.key("ev_open"), now, event_id)))
             again.append(event_id)
         return again
 

@@ -49,7 +49,7 @@ TEMPLATES: dict[str, str] = {
     "event_wb": "ty:event:{id}:wb",  # hash: "<task id>:<step key>" -> JSON result of a write-back step done
     "event_seq": "ty:seq:event",  # counter: gives every event a strictly growing list position
     "delivery": "ty:delivery:{project}:{source}:{delivery}",  # string (expires): delivery id -> event id
-    "ev_received": "ty:events:received",  # zset: events not yet processed, by arrival (ms): the stuck-event sweep
+    "ev_open": "ty:events:open",  # zset: received or dispatched events by when last looked at (ms): the sweep
     "ev_all": "ty:p:{project}:events",  # zset: event id by seq
     "ev_state": "ty:p:{project}:events:s:{state}",  # zset: event id by seq, one per state
     "ev_source": "ty:p:{project}:events:src:{source}",  # zset: event id by seq, one per source

@@ -200,8 +200,10 @@ local function move_event(id, project, source, seq, old, new, now, detail)
   redis.call("zadd", k_ev_state(project, new), seq, id)
   redis.call("zadd", k_ev_source_state(project, source, new), seq, id)
   redis.call("hset", e, "state", new, "updated_at", now)
-  if old == "received" then
-    redis.call("zrem", k_ev_received(), id)
+  if new == "received" or new == "dispatched" then
+    redis.call("zadd", k_ev_open(), now, id)  -- still owes work: the sweep looks at it if it stays too long
+  else
+    redis.call("zrem", k_ev_open(), id)
   end
   local entry = {state = new, detail = detail}
   redis.call("rpush", k_event_history(id), string.sub(cjson.encode(entry), 1, -2) .. ',"at":' .. now .. '}')

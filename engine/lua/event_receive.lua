@@ -23,7 +23,7 @@ for i = 9, #ARGV do
 end
 redis.call("hset", k_event(id), unpack(fields))
 redis.call("zadd", k_ev_all(project), seq, id)
-redis.call("zadd", k_ev_received(), now, id)
+redis.call("zadd", k_ev_open(), now, id)
 redis.call("zadd", k_ev_state(project, "received"), seq, id)
 redis.call("zadd", k_ev_source(project, source), seq, id)
 redis.call("zadd", k_ev_source_state(project, source, "received"), seq, id)

@@ -307,13 +307,33 @@ def test_the_sweep_requeues_events_whose_job_was_lost_then_fails_them(runner: Sy
     jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [
         {"source": "github", "on": "pull_request.opened", "prompt": "x"}]}]})
     lost, fine = deliver(runner, settings, "pull_request.opened"), deliver(runner, settings, "pull_request.opened")
-    jobs.process(fine)  # processed: out of the sweep's sight
-    assert redis_client.zrange(keys.key("ev_received"), 0, -1) == [lost]
+    jobs.process(fine)
+    (task_id,) = event_of(runner, fine).task_ids
+    assert sorted(redis_client.zrange(keys.key("ev_open"), 0, -1)) == sorted([lost, fine])
     assert jobs.stuck(now_ms()) == []  # too young to count as stuck
+    # The task of the processed event finishes, but its task_finished job is lost: the sweep settles it.
+    complete(runner, task_id, "done")
+    redis_client.delete(keys.key("dq_engine"), keys.key("dq_engine_msgs"))
     later = now_ms() + STUCK_AFTER_MS + 1
-    for _ in range(MAX_SWEEPS):
-        assert jobs.stuck(later) == [lost]
-    assert jobs.stuck(later) == []
+    for n in range(MAX_SWEEPS):
+        assert jobs.stuck(later + n * (STUCK_AFTER_MS + 1)) == [lost]
+        if n == 0:
+            assert event_of(runner, fine).state == "completed"
+    assert jobs.stuck(later + MAX_SWEEPS * (STUCK_AFTER_MS + 1)) == []
     event = event_of(runner, lost)
     assert event.state == "failed" and event.error is not None and "processing failed" in event.error
-    assert redis_client.zcard(keys.key("ev_received")) == 0
+    assert redis_client.zcard(keys.key("ev_open")) == 0
+
+
+def test_the_sweep_leaves_running_events_alone_and_looks_again_later(runner: SyncRunner, github: StubGitHub,
+                                                                      redis_client: redis.Redis) -> None:
+    from engine.event_jobs import STUCK_AFTER_MS
+
+    jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [
+        {"source": "github", "on": "pull_request.opened", "prompt": "x"}]}]})
+    running = deliver(runner, settings, "pull_request.opened")
+    jobs.process(running)
+    later = now_ms() + STUCK_AFTER_MS + 1
+    assert jobs.stuck(later) == []
+    assert event_of(runner, running).state == "dispatched"
+    assert redis_client.zscore(keys.key("ev_open"), running) == later  # checked again a sweep period later
