@@ -97,6 +97,7 @@ def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers
     runtime: WorkerRuntime | None = None
     reaper: ReaperLoop | None = None
     engine: EngineProcess | None = None
+    runner: SyncRunner | None = None
     for name, source in settings.sources.items():
         if not source.verifies_signature:
             logger.warning("webhook source has no secret: deliveries need an API key" if settings.auth_enabled
@@ -117,6 +118,15 @@ def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers
             runtime.start()
     except TaskyardError as exc:
         print(startup_error("serve", settings, exc), file=sys.stderr)
+        # Undo what did start: a running engine process would otherwise keep serve from exiting.
+        if engine is not None:
+            engine.stop()
+        if reaper is not None:
+            reaper.stop()
+        if runner is not None:
+            runner.client.close()
+        if embedded is not None:
+            embedded.close()
         return 1
     app = create_app(settings, redis_url=url, rules=rules)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,

@@ -2,9 +2,10 @@
 dispatch their tasks, follow them and write results back; the stuck-event sweep; the cron scheduler) in a child
 process, so that work and the API never wait on one interpreter lock: each gets a core.
 
-The child is started with ``spawn`` and rebuilds the rules from the settings it is given. It stops on SIGTERM or
-SIGINT (finishing its running jobs), and by itself when ``serve`` is gone (a SIGKILLed parent), so it never
-outlives the service. Everything it does is in Redis, so a job cut short is redelivered.
+The child is started with ``spawn`` and rebuilds the rules from the settings it is given; it reports ready over a
+pipe. It stops on SIGTERM (finishing its running jobs; serve sends it, Ctrl-C included), and by itself within a
+second when ``serve`` is gone (a SIGKILLed parent, at any point of its start), so it never outlives the service.
+``serve`` starts it again if it dies. Everything it does is in Redis, so a job cut short is redelivered.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 from config import defaults
@@ -35,6 +37,9 @@ logger = logging.getLogger("taskyard")
 START_TIMEOUT_S = 60.0  # seconds the engine process may take to start (imports, rules, Redis)
 STOP_TIMEOUT_S = 15.0  # seconds it gets to finish running jobs when serve stops, before it is killed
 PARENT_CHECK_S = 1.0  # seconds between checks that serve is still there
+SUPERVISE_POLL_S = 1.0  # seconds between serve's checks that the engine process is alive
+RESTART_BACKOFF_MIN_S = 1.0  # seconds before starting a dead engine process again; doubles while it fails
+RESTART_BACKOFF_MAX_S = 60.0  # seconds, cap on that backoff
 
 
 def build_rules(settings: Settings, default_file: str) -> tuple[RuleBook, list[Schedule]]:
@@ -63,24 +68,66 @@ def engine_queue(settings: Settings, rules: RuleBook, url: str) -> EngineQueue:
 
 
 class EngineProcess:
+    """The child process and its supervisor: a child that dies (a crash, an OOM kill) is started again after a
+    backoff, and logged, so webhooks never pile up unprocessed behind a dead engine."""
+
     def __init__(self, settings: Settings, url: str, default_file: str) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._ready = context.Event()
-        self.process = context.Process(target=_main, name="taskyard-engine",
-                                       args=(settings, url, default_file, os.getpid(), self._ready))
+        self._args = (settings, url, default_file)
+        self._context = multiprocessing.get_context("spawn")
+        self.process: Any = None
+        self._stopping = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, name="engine-supervisor", daemon=True)
+        self.restarts = 0
 
     def start(self) -> None:
         """Start it and wait until its consumers run; TaskyardError when it cannot start."""
+        self._spawn()
+        self._supervisor.start()
+
+    def _spawn(self) -> None:
+        receiver, sender = self._context.Pipe(duplex=False)
+        self.process = self._context.Process(target=_main, name="taskyard-engine",
+                                             args=(*self._args, os.getpid(), sender))
         self.process.start()
-        waited = 0.0
-        while not self._ready.wait(0.1):
-            waited += 0.1
-            if not self.process.is_alive() or waited > START_TIMEOUT_S:
-                self.stop()
-                raise TaskyardError("the engine process did not start (its error is in the log above)")
+        sender.close()  # the child holds the only sending end: a dead child means end-of-file here
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not receiver.poll(0.1):
+                if not self.process.is_alive() or time.monotonic() > deadline:
+                    self._terminate()
+                    raise TaskyardError("the engine process did not start (its error is in the log above)")
+            receiver.recv()
+        except EOFError:
+            self._terminate()
+            raise TaskyardError("the engine process did not start (its error is in the log above)") from None
+        finally:
+            receiver.close()
+
+    def _supervise(self) -> None:
+        backoff = RESTART_BACKOFF_MIN_S
+        while not self._stopping.is_set():
+            self.process.join(SUPERVISE_POLL_S)
+            if self._stopping.is_set() or self.process.is_alive():
+                continue
+            logger.error("engine process died: starting it again",
+                         extra={"exitcode": self.process.exitcode, "in_s": backoff})
+            if self._stopping.wait(backoff):
+                return
+            try:
+                self._spawn()
+                self.restarts += 1
+                backoff = RESTART_BACKOFF_MIN_S
+            except TaskyardError:
+                backoff = min(RESTART_BACKOFF_MAX_S, backoff * 2)
 
     def stop(self) -> None:
-        if self.process.pid is None:
+        self._stopping.set()
+        if self._supervisor.is_alive():
+            self._supervisor.join(SUPERVISE_POLL_S * 2 + START_TIMEOUT_S)
+        self._terminate()
+
+    def _terminate(self) -> None:
+        if self.process is None or self.process.pid is None:
             return
         if self.process.is_alive():
             os.kill(self.process.pid, signal.SIGTERM)
@@ -88,26 +135,39 @@ class EngineProcess:
         if self.process.is_alive():
             logger.warning("engine process did not stop in time: killed")
             self.process.kill()
-            self.process.join()
+        self.process.join()
+
+
+def _watch_parent(parent: int, stopping: threading.Event) -> None:
+    while not stopping.wait(PARENT_CHECK_S):
+        if os.getppid() != parent:
+            logger.warning("serve is gone: the engine process stops")
+            stopping.set()
 
 
 def _main(settings: Settings, url: str, default_file: str, parent: int, ready: Any) -> None:
     setup_logging(settings.log_level)
     stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Ctrl-C reaches the whole process group; serve handles it and then stops this process with SIGTERM (were
+    # both to act on it, serve's supervisor would see a dead engine and start another).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # First thing: whatever happens below, this process never outlives serve.
+    threading.Thread(target=_watch_parent, args=(parent, stopping), name="parent-watch", daemon=True).start()
     rules, schedules = build_rules(settings, default_file)
     runner = SyncRunner(sync_client(url))
     queue = engine_queue(settings, rules, url)
     scheduler = Scheduler(runner, schedules)
     try:
-        queue.start()
-        scheduler.start()
-        ready.set()
-        while not stopping.wait(PARENT_CHECK_S):
-            if os.getppid() != parent:
-                logger.warning("serve is gone: the engine process stops")
-                break
+        if not stopping.is_set():
+            queue.start()
+            scheduler.start()
+            try:
+                ready.send("ready")
+            except OSError:  # serve is gone already
+                stopping.set()
+            ready.close()
+        stopping.wait()
     finally:
         scheduler.stop()
         queue.stop()
