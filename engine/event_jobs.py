@@ -55,6 +55,7 @@ BACKOFF_MAX_S = 120.0  # seconds, cap on the backoff
 STUCK_AFTER_MS = 300_000  # milliseconds an event may stay received before the sweep queues it again
 MAX_SWEEPS = 3  # times the sweep queues an event again before failing it
 SWEEP_BATCH = 100  # events looked at per sweep
+SWEEP_MAX_BACKLOG = 1000  # engine jobs queued above which the sweep waits (old events are then just queued)
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,8 @@ class EventJobs:
         lost: it failed every Dramatiq retry, or died with its process before Dramatiq's maintenance noticed);
         an event swept ``MAX_SWEEPS`` times fails instead, with a reason to act on. A ``dispatched`` event is
         followed (its ``task_finished`` job may have been lost) and looked at again later if still running."""
+        if self.runner.run(Op(int, command=("LLEN", keys.key("dq_engine")))) > SWEEP_MAX_BACKLOG:
+            return []  # the engine is behind: old events are waiting for their jobs, not lost
         ids = self.runner.run(Op(list, command=("ZRANGEBYSCORE", keys.key("ev_open"), "-inf",
                                                 now - STUCK_AFTER_MS, "LIMIT", 0, SWEEP_BATCH)))
         again = []
@@ -371,6 +374,14 @@ class EventJobs:
             self.runner.run(Op(int, command=("ZADD", keys.key("ev_open"), now, event_id)))
             again.append(event_id)
         return again
+
+    def give_up(self, job: str, subject: str, error: BaseException) -> None:
+        """A job failed its last retry: an event still waiting on it fails now, with the reason."""
+        if job != "process_event":
+            return
+        reason = _clip(f"processing failed: {type(error).__name__}: {error}")
+        self.runner.run(events.update(event_id=subject, now_ms=now_ms(), state="failed", expect=("received",),
+                                      detail=reason, fields={"error": reason}))
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _definitions(self) -> dict[str, WorkerSpec]:

@@ -109,7 +109,9 @@ class GitHubClient:
                                    "context": context}
         if target_url:
             payload["target_url"] = target_url
-        self._request("POST", f"{_repo_path(owner, repo)}/statuses/{quote(sha, safe='')}",
+        if not _SHA.fullmatch(sha):
+            raise GitHubError(f"{sha[:80]!r} is not a commit sha", retryable=False)
+        self._request("POST", f"{_repo_path(owner, repo)}/statuses/{sha}",
                       f"status {state} on {owner}/{repo}@{sha[:12]}", json=payload)
 
     def add_labels(self, owner: str, repo: str, number: int, labels: list[str]) -> None:
@@ -120,7 +122,7 @@ class GitHubClient:
     def remove_label(self, owner: str, repo: str, number: int, label: str) -> None:
         """Remove one label; a label that is already gone (404) counts as removed."""
         what = f"removing label {label} from {owner}/{repo}#{number}"
-        path = f"{_repo_path(owner, repo)}/issues/{int(number)}/labels/{quote(label, safe='')}"
+        path = f"{_repo_path(owner, repo)}/issues/{int(number)}/labels/{_segment(label)}"
         try:
             self._request("DELETE", path, what)
         except GitHubError as exc:
@@ -225,6 +227,15 @@ class GitHubClient:
 
 
 _REPO_PART = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # GitHub's owner and repository names
+_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")  # a commit id (SHA-1 or SHA-256 repositories)
+
+
+def _segment(value: str) -> str:
+    """One path segment from text a task or payload chose: quoted, and never a dot segment, which the HTTP
+    client would resolve (a label named ``.`` made ``DELETE .../labels``: remove every label)."""
+    if value.strip() in ("", ".", ".."):
+        raise GitHubError(f"{value!r} cannot be used in a GitHub API path", retryable=False)
+    return quote(value, safe="")
 
 
 def _repo_path(owner: str, repo: str) -> str:
@@ -237,7 +248,7 @@ def _repo_path(owner: str, repo: str) -> str:
 
 
 def _compare_path(owner: str, repo: str, base: str, head: str) -> str:
-    return f"{_repo_path(owner, repo)}/compare/{quote(base, safe='')}...{quote(head, safe='')}"
+    return f"{_repo_path(owner, repo)}/compare/{_segment(base)}...{_segment(head)}"
 
 
 def _field(item: Any, key: str, what: str) -> Any:

@@ -192,6 +192,9 @@ def _names(value: Any, where: str, problems: list[str]) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         problems.append(f"{where} must be a list of non-empty label names")
         return ()
+    if any(v.strip() in (".", "..") for v in value):
+        problems.append(f"{where}: '.' and '..' are not label names")
+        return ()
     too_long = [v for v in value if len(v.strip()) > _LABEL_CHARS]
     if too_long:
         problems.append(f"{where}: label names are at most {_LABEL_CHARS} characters")

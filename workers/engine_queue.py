@@ -13,7 +13,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AgeLimit, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import AgeLimit, CurrentMessage, Retries, ShutdownNotifications, TimeLimit
 
 from engine import keys
 from engine.clock import now_ms
@@ -43,7 +43,7 @@ class EngineQueue:
         self.broker = RedisBroker(
             url=redis_url, namespace=keys.DRAMATIQ_NAMESPACE, heartbeat_timeout=heartbeat_timeout_ms,
             maintenance_chance=MAINTENANCE_CHANCE,
-            middleware=[AgeLimit(), TimeLimit(time_limit=JOB_TIME_LIMIT_MS), ShutdownNotifications(),
+            middleware=[AgeLimit(), TimeLimit(time_limit=JOB_TIME_LIMIT_MS), ShutdownNotifications(), CurrentMessage(),
                         Retries(max_retries=JOB_RETRIES, min_backoff=JOB_MIN_BACKOFF_MS,
                                 max_backoff=JOB_MAX_BACKOFF_MS)])
         self.actors: dict[str, dramatiq.Actor] = {}
@@ -55,7 +55,17 @@ class EngineQueue:
 
     def _declare(self, name: str, job: Any) -> None:
         def run(subject: str, attempt: int | str = 1) -> None:
-            outcome = job(subject, int(attempt))
+            try:
+                outcome = job(subject, int(attempt))
+            except Exception as exc:
+                message = CurrentMessage.get_current_message()
+                if message is not None and message.options.get("retries", 0) >= JOB_RETRIES:
+                    logger.error("engine job failed for good", exc_info=exc, extra={"job": name, "subject": subject})
+                    try:
+                        self.jobs.give_up(name, subject, exc)
+                    except Exception:  # noqa: BLE001 - Redis may be what failed; the sweep is the backstop
+                        logger.warning("could not record the failure", extra={"job": name, "subject": subject})
+                raise
             if isinstance(outcome, Retry):
                 logger.info("engine job will run again", extra={"job": name, "subject": subject,
                                                                 "attempt": outcome.attempt,

@@ -337,3 +337,17 @@ def test_the_sweep_leaves_running_events_alone_and_looks_again_later(runner: Syn
     assert jobs.stuck(later) == []
     assert event_of(runner, running).state == "dispatched"
     assert redis_client.zscore(keys.key("ev_open"), running) == later  # checked again a sweep period later
+
+
+def test_the_sweep_waits_while_the_engine_is_behind_and_a_failing_job_fails_its_event(
+        runner: SyncRunner, github: StubGitHub, redis_client: redis.Redis) -> None:
+    from engine.event_jobs import STUCK_AFTER_MS, SWEEP_MAX_BACKLOG
+
+    jobs, settings = make_jobs(runner, github, {"workers": [REVIEWER]})
+    waiting = deliver(runner, settings, "pull_request.opened")
+    redis_client.rpush(keys.key("dq_engine"), *[f"m{i}" for i in range(SWEEP_MAX_BACKLOG)])
+    assert jobs.stuck(now_ms() + 10 * STUCK_AFTER_MS) == []  # its job is in the backlog: nothing is lost
+    assert event_of(runner, waiting).state == "received"
+    jobs.give_up("process_event", waiting, RuntimeError("boom"))
+    event = event_of(runner, waiting)
+    assert event.state == "failed" and event.error == "processing failed: RuntimeError: boom"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 
@@ -9,9 +10,10 @@ import pytest
 
 from config.settings import PolicySpec
 from engine.github_api import GitHubClient, GitHubError
-from engine.writeback import Target, WriteBackRequest, comment_marker, execute, finished_keys, plan
+from engine.writeback import Target, WriteBackRequest, comment_marker, execute, finished_keys, parse_result, plan
 from tests.stub_github import StubGitHub
 
+SHA = "abc123" + "0" * 34  # a commit id shape (40 hex)
 TOKEN = "ghp_integration_secret_token"
 
 
@@ -85,8 +87,8 @@ def test_find_comment_scans_every_page(gh: StubGitHub, client: GitHubClient) -> 
 
 
 def test_status_and_labels_reach_github(gh: StubGitHub, client: GitHubClient) -> None:
-    client.set_status("octo", "repo", "abc123", "failure", "d" * 200, target_url="http://ci/1")
-    assert gh.statuses == [{"owner": "octo", "repo": "repo", "sha": "abc123", "state": "failure",
+    client.set_status("octo", "repo", SHA, "failure", "d" * 200, target_url="http://ci/1")
+    assert gh.statuses == [{"owner": "octo", "repo": "repo", "sha": SHA, "state": "failure",
                             "description": "d" * 140, "context": "taskyard", "target_url": "http://ci/1"}]
     client.add_labels("octo", "repo", 5, ["bug", "needs review"])
     client.remove_label("octo", "repo", 5, "needs review")
@@ -140,7 +142,7 @@ def test_an_unreachable_github_is_retryable() -> None:
 def test_a_lost_response_never_posts_the_comment_twice(gh: StubGitHub, client: GitHubClient) -> None:
     # Given a plan with a comment, a status and a label, and a GitHub that posts the comment but hangs up
     steps = plan(WriteBackRequest(comment="Review: LGTM", status="success", add_labels=("reviewed",)),
-                 PolicySpec(), Target("octo", "repo", number=12, head_sha="abc123"))
+                 PolicySpec(), Target("octo", "repo", number=12, head_sha=SHA))
     gh.fail("POST", "/repos/octo/repo/issues/12/comments", drop=True)
 
     # When write-back runs, the comment fails retryably and the independent steps still run
@@ -163,7 +165,7 @@ def test_a_lost_response_never_posts_the_comment_twice(gh: StubGitHub, client: G
 
 def test_a_permanent_failure_is_recorded_and_the_next_step_still_runs(gh: StubGitHub, client: GitHubClient) -> None:
     steps = plan(WriteBackRequest(status="success", add_labels=("bug",)), PolicySpec(),
-                 Target("octo", "repo", number=3, head_sha="abc"))
+                 Target("octo", "repo", number=3, head_sha=SHA))
     gh.fail("POST", "/repos/octo/repo/statuses/", 422, message="No commit found for SHA: abc")
     results = execute(client, steps, done=set(), marker="m1")
     assert [(r.key, r.ok, r.retryable) for r in results] == [("status", False, False), ("label+bug", True, False)]
@@ -173,7 +175,7 @@ def test_a_permanent_failure_is_recorded_and_the_next_step_still_runs(gh: StubGi
 
 def test_done_and_denied_steps_are_not_run(gh: StubGitHub, client: GitHubClient) -> None:
     steps = plan(WriteBackRequest(comment="hi", status="success", add_labels=("secret",)),
-                 PolicySpec(blocked_labels=["secret"]), Target("octo", "repo", number=3, head_sha="abc"))
+                 PolicySpec(blocked_labels=["secret"]), Target("octo", "repo", number=3, head_sha=SHA))
     results = execute(client, steps, done={"comment"}, marker="m2")
     assert [r.key for r in results] == ["status"]
     assert gh.comments("octo", "repo", 3) == [] and gh.labels("octo", "repo", 3) == []
@@ -187,3 +189,14 @@ def test_payload_text_cannot_steer_the_token_to_another_api_path(gh: StubGitHub,
     with pytest.raises(GitHubError):
         client.compare_diff("octo", "repo", "a" * 40, "../../../../user")
     assert all(not r.path.startswith("/user") for r in gh.requests)
+
+
+def test_dot_segments_never_reach_a_github_path(gh: StubGitHub, client: GitHubClient) -> None:
+    for label in (".", "..", " . "):
+        with pytest.raises(GitHubError):
+            client.remove_label("octo", "repo", 1, label)
+    with pytest.raises(GitHubError):
+        client.set_status("octo", "repo", "..", "success", "x")
+    assert gh.requests == []
+    request = parse_result(json.dumps({"labels": {"remove": ["."]}}))
+    assert request is not None and request.remove_labels == () and request.problems
