@@ -15,6 +15,7 @@ Jobs answer a :class:`Retry` when they should run again later (a full queue, Git
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -32,7 +33,6 @@ from engine.clock import now_ms
 from engine.errors import AdmissionRefused, GitHubError, QueueFull, TaskyardError, TemplateFailed
 from engine.events import Event
 from engine.github_api import GitHubClient
-from engine.ids import new_id
 from engine.models import SubmitRequest
 from engine.rules import EventView, Rule, RuleBook
 from engine.store import Op, Runner
@@ -90,11 +90,17 @@ class EventJobs:
     # -- matching and dispatch ----------------------------------------------------------------------------
     def process(self, event_id: str, attempt: int = 1) -> Retry | None:
         with self._audit_batch():
-            return self._process(event_id, attempt)
+            try:
+                return self._process(event_id, attempt)
+            finally:
+                self._hand_off_all()
 
     def task_finished(self, task_id: str, attempt: int = 1) -> Retry | None:
         with self._audit_batch():
-            return self._task_finished(task_id, attempt)
+            try:
+                return self._task_finished(task_id, attempt)
+            finally:
+                self._hand_off_all()
 
     def _process(self, event_id: str, attempt: int) -> Retry | None:
         event = self.runner.run(events.get(event_id, detail=False))
@@ -168,24 +174,29 @@ class EventJobs:
         return None
 
     def _dispatch(self, event: Event, rule: Rule, prompt: str, conc_value: str | None,
-                  defs: dict[str, WorkerSpec], now: int) -> dict[str, Any]:
+                  defs: dict[str, WorkerSpec], now: int, *, handed: bool = False) -> dict[str, Any]:
+        """Admit the rule's task for the event (its id derives from both: a retry admits the same task). With a
+        concurrency key, claim it first unless ``handed`` (the key was handed to this dispatch). Entries handed
+        the key along the way are queued on the job's hand-off list (see :meth:`_hand_off_all`)."""
         request = SubmitRequest(prompt=prompt, worker=rule.worker, pool=rule.pool,
                                 context={"event": {"id": event.id, "source": event.source, "type": event.type,
                                                    "subject": event.subject, "rule": rule.id}},
                                 idempotency_key=f"event:{event.id}:{rule.id}")
-        task_id = new_id()
-        conc_key = concurrency.key_of(event.project, rule.id, conc_value) if conc_value is not None else ""
-        if conc_key:
-            existing = self._admitted(event.project, request.idempotency_key or "")
-            if existing is not None:  # a redelivered job: the task exists and holds (or held) the key
-                return {"status": "dispatched", "task_id": existing, "worker": self._task_worker(existing)}
-            waiting = {"event": event.id, "rule": rule.id, "prompt": prompt, "value": conc_value}
-            outcome, holder = self.runner.run(concurrency.claim(conc_key, task_id, rule.on_conflict, waiting))
+        task_id = event_task_id(event.id, rule.id)
+        conc_key = entry = ""
+        if conc_value is not None:
+            conc_key = concurrency.key_of(event.project, rule.id, conc_value)
+            entry = concurrency.entry_of(event=event.id, rule=rule.id, prompt=prompt, value=conc_value,
+                                         task=task_id)
+        if conc_key and not handed:
+            outcome, holder, handoff = self.runner.run(concurrency.claim(conc_key, task_id, rule.on_conflict, entry))
+            if handoff is not None:
+                self._handoffs().append((conc_key, handoff))
             if outcome == "busy":
-                self._audit("rule_skipped", event=event.id, rule=rule.id, reason=f"{holder} holds {conc_value}")
-                return {"status": "skipped", "reason": f"task {holder} is still running for {conc_value}"}
+                self._audit("rule_skipped", event=event.id, rule=rule.id, reason=f"{conc_value} is taken")
+                return {"status": "skipped", "reason": f"another task holds {conc_value}"}
             if outcome == "queued":
-                return {"status": "queued", "reason": f"waits for task {holder} ({conc_value})"}
+                return {"status": "queued", "reason": f"waits for {conc_value}"}
             if outcome == "replaced" and holder:
                 cancelled, _ = self.runner.run(tasks.cancel(task_id=holder, project=event.project, now_ms=now))
                 self._audit("task_superseded", event=event.id, task=holder, rule=rule.id, outcome=cancelled)
@@ -194,26 +205,52 @@ class EventJobs:
                 request, defs, task_id=task_id, project=event.project, now_ms=now,
                 default_bound=self.options.default_bound, offline_after_ms=self.options.offline_after_ms,
                 extra_fields={"event_id": event.id, "rule_id": rule.id, "conc_key": conc_key}))
-            if result.status != "ok" and result.status != "dup":
+            if result.status not in ("ok", "dup"):
                 raise refusal(result, request)
         except TaskyardError:
             if conc_key:
-                self.runner.run(concurrency.abandon(conc_key, task_id))
+                handoff = self.runner.run(concurrency.abandon(conc_key, task_id, entry))
+                if handoff is not None:
+                    self._handoffs().append((conc_key, handoff))
             raise
-        if result.status == "dup":
-            assert result.task_id is not None
-            return {"status": "dispatched", "task_id": result.task_id, "worker": self._task_worker(result.task_id)}
-        if conc_key and not self.runner.run(concurrency.confirm(conc_key, task_id)):
+        admitted = result.task_id if result.status == "dup" and result.task_id else task_id
+        if conc_key and not self.runner.run(concurrency.confirm(conc_key, admitted, entry)):
             # A newer event took the key while this task was being admitted (cancel_running): this one is stale.
-            self.runner.run(tasks.cancel(task_id=task_id, project=event.project, now_ms=now))
-            self._audit("task_superseded", event=event.id, task=task_id, rule=rule.id, outcome="cancelled")
+            self.runner.run(tasks.cancel(task_id=admitted, project=event.project, now_ms=now))
+            self._audit("task_superseded", event=event.id, task=admitted, rule=rule.id, outcome="cancelled")
+        if result.status == "dup":
+            return {"status": "dispatched", "task_id": admitted, "worker": self._task_worker(admitted)}
         self._audit("task_sent", event=event.id, task=task_id, rule=rule.id, worker=result.worker)
         return {"status": "dispatched", "task_id": task_id, "worker": result.worker}
 
-    def _admitted(self, project: str, idempotency_key: str) -> str | None:
-        """The task an earlier run of this job admitted for the rule, if any."""
-        return self.runner.run(Op(lambda raw: raw, command=("GET", keys.key("idem", project=project,
-                                                                             key=idempotency_key))))
+    def _handoffs(self) -> list[tuple[str, dict[str, Any]]]:
+        pending = getattr(self._trail, "handoffs", None)
+        if pending is None:
+            pending = self._trail.handoffs = []
+        return pending
+
+    def _hand_off_all(self) -> None:
+        """Admit the dispatches that were handed a concurrency key during this job, and record each on its
+        event. One that cannot run (its event settled or gone, its rule gone, a refusal) gives the key on."""
+        pending = self._handoffs()
+        while pending:
+            key, waiting = pending.pop(0)
+            event = self.runner.run(events.summary(waiting["event"]))
+            rule = self.rules.get(waiting["rule"])
+            entry_json = concurrency.entry_of(**{k: waiting[k] for k in ("event", "rule", "prompt", "value", "task")})
+            if event is None or rule is None or event.state not in ("received", "dispatched"):
+                handoff = self.runner.run(concurrency.abandon(key, waiting["task"], entry_json))
+                if handoff is not None:
+                    pending.append((key, handoff))
+                continue
+            self._trail.project = event.project
+            try:
+                entry = self._dispatch(event, rule, waiting["prompt"], waiting["value"], self._definitions(),
+                                       now_ms(), handed=True)
+            except TaskyardError as exc:
+                entry = {"status": "refused", "reason": str(exc)}
+                self._audit("dispatch_refused", event=event.id, rule=rule.id, reason=str(exc))
+            self.runner.run(events.record_match(event_id=event.id, rule=rule.id, entry=entry, now_ms=now_ms()))
 
     def _template_context(self, event: Event, view: EventView, rules: list[Rule]) -> dict[str, Any]:
         context: dict[str, Any] = {"payload": view.payload, "source": event.source, "event_type": event.type,
@@ -316,33 +353,12 @@ class EventJobs:
         self.runner.run(events.update(event_id=event_id, now_ms=now_ms(), follow=True))
 
     def _release_concurrency(self, info: dict[str, Any]) -> None:
-        """The finished task held a concurrency key: free it and start the next dispatch waiting on it."""
+        """The finished task held a concurrency key: free it; the next waiting dispatch is handed it."""
         conc_key, task_id = info.get("conc_key"), info.get("id")
-        if not conc_key or not task_id:
-            return
-        waiting = self.runner.run(concurrency.release(conc_key, task_id))
-        if waiting is None:
-            return
-        event = self.runner.run(events.summary(waiting["event"]))
-        rule = self.rules.get(waiting["rule"])
-        if event is None:
-            return
-        self._trail.project = event.project
-        if rule is None:  # the config changed under it: nothing can run it
-            entry: dict[str, Any] = {"status": "refused", "reason": f"rule {waiting['rule']} no longer exists"}
-        else:
-            try:
-                entry = self._dispatch(event, rule, waiting["prompt"], waiting["value"], self._definitions(),
-                                       now_ms())
-            except TaskyardError as exc:
-                entry = {"status": "refused", "reason": str(exc)}
-                self._audit("dispatch_refused", event=event.id, rule=waiting["rule"], reason=str(exc))
-        if entry["status"] == "queued":
-            return  # another event took the key first: this dispatch waits again, still recorded as queued
-        matches = [({**m, **entry} if m.get("rule") == waiting["rule"] and m.get("status") == "queued" else m)
-                   for m in event.matches]
-        self.runner.run(events.update(event_id=event.id, now_ms=now_ms(), follow=True,
-                                      fields={"matches": json.dumps(matches, separators=(",", ":"))}))
+        if conc_key and task_id:
+            handoff = self.runner.run(concurrency.release(conc_key, task_id))
+            if handoff is not None:
+                self._handoffs().append((conc_key, handoff))
 
     # -- the sweep for events whose processing job was lost ----------------------------------------------------
     def stuck(self, now: int) -> list[str]:
@@ -432,6 +448,7 @@ class EventJobs:
     @contextmanager
     def _audit_batch(self) -> Iterator[None]:
         self._trail.pending = []
+        self._trail.handoffs = []
         self._trail.project = ""  # set when the job reads its event: the trail is kept per project
         try:
             yield
@@ -445,6 +462,12 @@ class EventJobs:
 
 
 _TASK_FIELDS = ("id", "state", "result", "worker_name", "event_id", "rule_id", "conc_key")
+
+
+def event_task_id(event_id: str, rule_id: str) -> str:
+    """The id of the task a rule makes for an event: the same on every try, so a retried or handed-off
+    dispatch admits (or finds) the same task."""
+    return hashlib.sha256(f"{event_id}:{rule_id}".encode()).hexdigest()[:32]
 
 
 def _clip(text: str) -> str:

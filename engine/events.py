@@ -27,6 +27,7 @@ __all__ = [
     "receive",
     "update",
     "write_back_done",
+    "record_match",
     "record_write_back",
     "summary",
 ]
@@ -143,6 +144,12 @@ def update(*, event_id: str, now_ms: int, state: str = "", detail: str = "", exp
         return raw[0] == "ok", raw[1]
 
     return Op(parse, script="event_update", args=tuple(args))
+
+
+def record_match(*, event_id: str, rule: str, entry: dict[str, Any], now_ms: int) -> Op[str]:
+    """Record what a queued dispatch of ``rule`` became on the event (and follow it); see event_match.lua."""
+    return Op(str, script="event_match",
+              args=(event_id, rule, json.dumps(entry, separators=(",", ":")), now_ms))
 
 
 def get(event_id: str, *, detail: bool = True) -> Op[Event | None]:

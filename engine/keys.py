@@ -46,6 +46,7 @@ TEMPLATES: dict[str, str] = {
     # webhook events
     "event": "ty:event:{id}",  # hash: the event record (raw payload, attributes, matches, state)
     "event_history": "ty:event:{id}:history",  # list: JSON {state, at, detail}, oldest first
+    "event_deferred": "ty:event:{id}:deferred",  # hash: rule -> outcome of a queued dispatch, not yet merged
     "event_wb": "ty:event:{id}:wb",  # hash: "<task id>:<step key>" -> JSON result of a write-back step done
     "event_seq": "ty:seq:event",  # counter: gives every event a strictly growing list position
     "delivery": "ty:delivery:{project}:{source}:{delivery}",  # string (expires): delivery id -> event id

@@ -251,3 +251,30 @@ local function follow_event(id, now)
   move_event(id, f[2], f[3], f[4], "dispatched", "failed", now, reason)
   return "failed"
 end
+
+-- Merge what queued dispatches recorded while the event's matches were not stored yet (event_match.lua) into
+-- its matches: each entry replaces its rule's "queued" match.
+local function merge_deferred(id)
+  local side = k_event_deferred(id)
+  local flat = redis.call("hgetall", side)
+  if #flat == 0 then
+    return
+  end
+  local raw = redis.call("hget", k_event(id), "matches")
+  if not raw then
+    return
+  end
+  local matches = cjson.decode(raw)
+  for i = 1, #flat, 2 do
+    local entry = cjson.decode(flat[i + 1])
+    for _, m in ipairs(matches) do
+      if m.rule == flat[i] and m.status == "queued" then
+        for k, v in pairs(entry) do
+          m[k] = v
+        end
+      end
+    end
+  end
+  redis.call("hset", k_event(id), "matches", cjson.encode(matches))
+  redis.call("del", side)
+end

@@ -25,6 +25,7 @@ for i = 9 + 4 * n_audit, #ARGV, 2 do
   redis.call("hset", e, ARGV[i], ARGV[i + 1])
 end
 redis.call("hset", e, "updated_at", now)
+merge_deferred(id)
 if new ~= "" and new ~= state then
   move_event(id, project, source, seq, state, new, now, detail)
   state = new

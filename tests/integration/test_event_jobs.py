@@ -20,7 +20,7 @@ from engine.ids import new_id
 from engine.rules import RuleBook
 from engine.schedules import fire, schedules_of
 from engine.sources import parse_delivery
-from engine.store import SyncRunner
+from engine.store import Op, SyncRunner
 from tests.fixture_paths import GITHUB_WEBHOOKS
 from tests.integration.conftest import OFFLINE_AFTER_MS, define
 from tests.stub_github import StubGitHub
@@ -351,3 +351,50 @@ def test_the_sweep_waits_while_the_engine_is_behind_and_a_failing_job_fails_its_
     jobs.give_up("process_event", waiting, RuntimeError("boom"))
     event = event_of(runner, waiting)
     assert event.state == "failed" and event.error == "processing failed: RuntimeError: boom"
+
+
+def test_a_key_handed_on_while_the_waiting_event_is_still_being_processed(runner: SyncRunner,
+                                                                         github: StubGitHub) -> None:
+    from engine import concurrency
+    from engine.event_jobs import event_task_id
+
+    rule = {"source": "github", "on": ["pull_request.opened", "pull_request.synchronize"], "prompt": "{{.action}}",
+            "concurrency_key": "{{.number}}", "on_conflict": "queue"}
+    jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [rule]}]})
+    first = deliver(runner, settings, "pull_request.opened")
+    jobs.process(first)
+    (holder,) = event_of(runner, first).task_ids
+    second = deliver(runner, settings, "pull_request.synchronize")
+    # The second event's job has claimed (and queued) but not yet stored its matches when the holder ends.
+    key = concurrency.key_of("default", "reviewer.events[0]", "2")
+    task = event_task_id(second, "reviewer.events[0]")
+    entry = concurrency.entry_of(event=second, rule="reviewer.events[0]", prompt="synchronize", value="2", task=task)
+    assert runner.run(concurrency.claim(key, task, "queue", entry))[0] == "queued"
+    complete(runner, holder, "done")
+    jobs.task_finished(holder)  # hands the key to the second event's dispatch: deferred, the event is received
+    jobs.process(second)  # its job goes on: finds the key already its own, and the dispatch recorded
+    event = event_of(runner, second)
+    assert event.state == "dispatched"
+    assert [(m["status"], m.get("task_id")) for m in event.matches] == [
+        ("dispatched", event_task_id(second, "reviewer.events[0]"))]
+    complete(runner, event.task_ids[0], "done")
+    jobs.task_finished(event.task_ids[0])
+    assert event_of(runner, second).state == "completed"
+    assert runner.run(Op(int, command=("LLEN", key + ":wait"))) == 0
+
+
+def test_a_refused_holder_hands_the_key_to_the_next_waiter(runner: SyncRunner, github: StubGitHub) -> None:
+    rule = {"source": "github", "on": ["pull_request.opened", "pull_request.synchronize"], "prompt": "{{.action}}",
+            "concurrency_key": "{{.number}}", "on_conflict": "queue"}
+    jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [rule]}]})
+    first = deliver(runner, settings, "pull_request.opened")
+    jobs.process(first)
+    (holder,) = event_of(runner, first).task_ids
+    waiting = [deliver(runner, settings, "pull_request.synchronize") for _ in range(2)]
+    for event_id in waiting:
+        jobs.process(event_id)
+    # The first waiter's event is gone by the time the key is handed to it: the key passes to the next one.
+    runner.run(Op(int, command=("DEL", keys.key("event", id=waiting[0]))))
+    complete(runner, holder, "done")
+    jobs.task_finished(holder)
+    assert event_of(runner, waiting[1]).matches[0]["status"] == "dispatched"
