@@ -353,17 +353,23 @@ def test_the_sweep_waits_while_the_engine_is_behind_and_a_failing_job_fails_its_
     assert event.state == "failed" and event.error == "processing failed: RuntimeError: boom"
 
 
-def test_a_key_handed_on_while_the_waiting_event_is_still_being_processed(runner: SyncRunner,
-                                                                         github: StubGitHub) -> None:
-    from engine import concurrency
-    from engine.event_jobs import event_task_id
-
+def queue_behind_a_holder(runner: SyncRunner, github: StubGitHub) -> tuple[EventJobs, Settings, str, str]:
+    """A reviewer rule keyed by PR number with on_conflict: queue, and a first event whose task holds the key."""
     rule = {"source": "github", "on": ["pull_request.opened", "pull_request.synchronize"], "prompt": "{{.action}}",
             "concurrency_key": "{{.number}}", "on_conflict": "queue"}
     jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [rule]}]})
     first = deliver(runner, settings, "pull_request.opened")
     jobs.process(first)
     (holder,) = event_of(runner, first).task_ids
+    return jobs, settings, first, holder
+
+
+def test_a_key_handed_on_while_the_waiting_event_is_still_being_processed(runner: SyncRunner,
+                                                                         github: StubGitHub) -> None:
+    from engine import concurrency
+    from engine.event_jobs import event_task_id
+
+    jobs, settings, first, holder = queue_behind_a_holder(runner, github)
     second = deliver(runner, settings, "pull_request.synchronize")
     # The second event's job has claimed (and queued) but not yet stored its matches when the holder ends.
     key = concurrency.key_of("default", "reviewer.events[0]", "2")
@@ -384,12 +390,7 @@ def test_a_key_handed_on_while_the_waiting_event_is_still_being_processed(runner
 
 
 def test_a_refused_holder_hands_the_key_to_the_next_waiter(runner: SyncRunner, github: StubGitHub) -> None:
-    rule = {"source": "github", "on": ["pull_request.opened", "pull_request.synchronize"], "prompt": "{{.action}}",
-            "concurrency_key": "{{.number}}", "on_conflict": "queue"}
-    jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [rule]}]})
-    first = deliver(runner, settings, "pull_request.opened")
-    jobs.process(first)
-    (holder,) = event_of(runner, first).task_ids
+    jobs, settings, first, holder = queue_behind_a_holder(runner, github)
     waiting = [deliver(runner, settings, "pull_request.synchronize") for _ in range(2)]
     for event_id in waiting:
         jobs.process(event_id)
