@@ -15,7 +15,7 @@ from typing import Any
 from engine import keys
 from engine.store import Op
 
-__all__ = ["CLAIM_TTL_MS", "Claim", "abandon", "claim", "confirm", "entry_of", "key_of", "release"]
+__all__ = ["CLAIM_TTL_MS", "Claim", "abandon", "claim", "confirm", "defer", "entry_of", "key_of", "release"]
 
 CLAIM_TTL_MS = 60_000  # milliseconds a claim lasts before its admission confirms it (a crash frees it then)
 
@@ -55,6 +55,11 @@ def abandon(key: str, task_id: str, entry: str) -> Op[dict[str, Any] | None]:
 def release(key: str, task_id: str) -> Op[dict[str, Any] | None]:
     """Free the key held by a finished task; answers the entry handed the key next, if any."""
     return Op(_handoff, script="conc", args=("release", key, key + ":wait", task_id, "", "", CLAIM_TTL_MS))
+
+
+def defer(key: str, task_id: str) -> Op[None]:
+    """A handed-off admission was refused for now: free the key, keep the entry first in line."""
+    return Op(lambda raw: None, script="conc", args=("defer", key, key + ":wait", task_id, "", "", CLAIM_TTL_MS))
 
 
 def _handoff(raw: list[str]) -> dict[str, Any] | None:

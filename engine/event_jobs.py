@@ -196,7 +196,7 @@ class EventJobs:
                 self._audit("rule_skipped", event=event.id, rule=rule.id, reason=f"{conc_value} is taken")
                 return {"status": "skipped", "reason": f"another task holds {conc_value}"}
             if outcome == "queued":
-                return {"status": "queued", "reason": f"waits for {conc_value}"}
+                return {"status": "queued", "reason": f"waits for {conc_value}", "key": conc_key}
             if outcome == "replaced" and holder:
                 cancelled, _ = self.runner.run(tasks.cancel(task_id=holder, project=event.project, now_ms=now))
                 self._audit("task_superseded", event=event.id, task=holder, rule=rule.id, outcome=cancelled)
@@ -207,6 +207,15 @@ class EventJobs:
                 extra_fields={"event_id": event.id, "rule_id": rule.id, "conc_key": conc_key}))
             if result.status not in ("ok", "dup"):
                 raise refusal(result, request)
+        except AdmissionRefused:
+            if conc_key and handed:  # a momentary refusal: the dispatch keeps its place in line
+                self.runner.run(concurrency.defer(conc_key, task_id))
+                raise
+            if conc_key:
+                handoff = self.runner.run(concurrency.abandon(conc_key, task_id, entry))
+                if handoff is not None:
+                    self._handoffs().append((conc_key, handoff))
+            raise
         except TaskyardError:
             if conc_key:
                 handoff = self.runner.run(concurrency.abandon(conc_key, task_id, entry))
@@ -247,6 +256,9 @@ class EventJobs:
             try:
                 entry = self._dispatch(event, rule, waiting["prompt"], waiting["value"], self._definitions(),
                                        now_ms(), handed=True)
+            except AdmissionRefused as exc:  # still waiting: handed the key again by a release, claim or sweep
+                self._audit("dispatch_deferred", event=event.id, rule=rule.id, reason=str(exc))
+                continue
             except TaskyardError as exc:
                 entry = {"status": "refused", "reason": str(exc)}
                 self._audit("dispatch_refused", event=event.id, rule=rule.id, reason=str(exc))
@@ -362,6 +374,10 @@ class EventJobs:
 
     # -- the sweep for events whose processing job was lost ----------------------------------------------------
     def stuck(self, now: int) -> list[str]:
+        with self._audit_batch():
+            return self._stuck(now)
+
+    def _stuck(self, now: int) -> list[str]:
         """Events left open ``STUCK_AFTER_MS``: answers those still ``received`` to queue again (their job was
         lost: it failed every Dramatiq retry, or died with its process before Dramatiq's maintenance noticed);
         an event swept ``MAX_SWEEPS`` times fails instead, with a reason to act on. A ``dispatched`` event is
@@ -375,8 +391,9 @@ class EventJobs:
             state = self.runner.run(Op(lambda raw: raw, command=("HGET", keys.key("event", id=event_id), "state")))
             if state == "dispatched":
                 _, state = self.runner.run(events.update(event_id=event_id, now_ms=now, follow=True))
-                if state == "dispatched":  # tasks still running: look again later
+                if state == "dispatched":  # tasks still running, or dispatches waiting: look again later
                     self.runner.run(Op(int, command=("ZADD", keys.key("ev_open"), now, event_id)))
+                    self._poke_waiting(event_id)
                 continue
             if state != "received":  # gone, or settled without the index noticing
                 self.runner.run(Op(int, command=("ZREM", keys.key("ev_open"), event_id)))
@@ -390,6 +407,17 @@ class EventJobs:
             self.runner.run(Op(int, command=("ZADD", keys.key("ev_open"), now, event_id)))
             again.append(event_id)
         return again
+
+    def _poke_waiting(self, event_id: str) -> None:
+        """Hand a free concurrency key to its first waiter, for each dispatch of the event still queued (a key
+        whose holder's claim expired, or whose handed-off admission was refused, has nobody else to do it)."""
+        event = self.runner.run(events.summary(event_id))
+        for match in event.matches if event is not None else []:
+            if match.get("status") == "queued" and match.get("key"):
+                handoff = self.runner.run(concurrency.release(match["key"], ""))
+                if handoff is not None:
+                    self._handoffs().append((match["key"], handoff))
+        self._hand_off_all()
 
     def give_up(self, job: str, subject: str, error: BaseException) -> None:
         """A job failed its last retry: an event still waiting on it fails now, with the reason."""

@@ -11,7 +11,10 @@
 -- confirm: the admission of task_id succeeded: its claim no longer expires and its entry leaves the list.
 --          {"lost"} when the key passed to a newer task meanwhile (cancel_running).
 -- abandon: the admission of task_id will not happen: drop its claim and entry; {"handoff", entry} | {"free"}.
--- release: task_id finished: free the key if it holds it; {"handoff", entry} | {"free"} | {"kept"}.
+-- release: task_id finished: free the key if it holds it; {"handoff", entry} | {"free"} | {"kept"}. With an
+--          empty task_id, a poke: hands a free key (an expired claim, a lost release) to the first waiter.
+-- defer:   the handed-off admission of task_id was refused for now (queue full, no worker online): free the
+--          key and leave the entry first in line, for the next release, claim or poke.
 local op, key, wait, id, mode, entry, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
 local function live_holder()
@@ -77,6 +80,11 @@ elseif op == "confirm" then
     return {"lost"}
   end
   redis.call("persist", key)
+  return {"ok"}
+elseif op == "defer" then
+  if redis.call("get", key) == id then
+    redis.call("del", key)
+  end
   return {"ok"}
 elseif op == "abandon" or op == "release" then
   if op == "abandon" then

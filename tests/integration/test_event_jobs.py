@@ -399,3 +399,30 @@ def test_a_refused_holder_hands_the_key_to_the_next_waiter(runner: SyncRunner, g
     complete(runner, holder, "done")
     jobs.task_finished(holder)
     assert event_of(runner, waiting[1]).matches[0]["status"] == "dispatched"
+
+
+def test_a_handed_off_dispatch_refused_for_now_keeps_its_place_and_the_sweep_starts_it(
+        runner: SyncRunner, github: StubGitHub) -> None:
+    from engine.event_jobs import STUCK_AFTER_MS
+
+    rule = {"source": "github", "on": ["pull_request.opened", "pull_request.synchronize"], "prompt": "{{.action}}",
+            "concurrency_key": "{{.number}}", "on_conflict": "queue"}
+    jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "max_queue_depth": 1, "events": [rule]}]})
+    first = deliver(runner, settings, "pull_request.opened")
+    jobs.process(first)
+    (holder,) = event_of(runner, first).task_ids
+    second = deliver(runner, settings, "pull_request.synchronize")
+    jobs.process(second)
+    complete(runner, holder, "done")
+    filler = new_id()  # another task takes the worker's only slot before the key is handed on
+    assert runner.run(tasks.admit(task_id=filler, project="default", now_ms=now_ms(),
+                                  candidates=[("reviewer", 1, 1, 60.0)], policy="named", rr_group="",
+                                  require_online=False, online_since_ms=0, skipped=[], fields={"prompt": "f"},
+                                  idempotency_key=None)).status == "ok"
+    jobs.task_finished(holder)
+    event = event_of(runner, second)
+    assert (event.state, event.matches[0]["status"]) == ("dispatched", "queued")  # refused for now, not failed
+    complete(runner, filler, "done")
+    jobs.stuck(now_ms() + STUCK_AFTER_MS + 1)  # the sweep pokes the free key: the waiter gets it
+    event = event_of(runner, second)
+    assert event.matches[0]["status"] == "dispatched" and len(event.task_ids) == 1
