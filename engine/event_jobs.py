@@ -154,7 +154,7 @@ class EventJobs:
             # Try again later: tasks already admitted stay (their idempotency keys make the retry skip them).
             self._store_matches(event, matches)
             return Retry(backoff_s(attempt), attempt + 1)
-        live = [m for m in matches if m.get("task_id")]
+        live = [m for m in matches if m.get("task_id") or m.get("status") == "queued"]
         if not live and any(m["status"] == "refused" for m in matches):
             self._store_matches(event, matches)
             self._fail(event, "; ".join(f"{m['rule']}: {m['reason']}" for m in matches if m.get("reason")))
@@ -186,17 +186,22 @@ class EventJobs:
         conc_key = entry = ""
         if conc_value is not None:
             conc_key = concurrency.key_of(event.project, rule.id, conc_value)
-            entry = concurrency.entry_of(event=event.id, rule=rule.id, prompt=prompt, value=conc_value,
-                                         task=task_id)
+            entry = concurrency.entry_of(event=event.id, rule=rule.id, value=conc_value, task=task_id)
         if conc_key and not handed:
-            outcome, holder, handoff = self.runner.run(concurrency.claim(conc_key, task_id, rule.on_conflict, entry))
+            if self._task_state(task_id) is not None:
+                # A retried job: this rule's task exists already. Claiming again could take the key back from a
+                # newer event (cancel_running) or report it busy (skip); the earlier try settled both.
+                return {"status": "dispatched", "task_id": task_id, "worker": self._task_worker(task_id)}
+            outcome, holder, handoff = self.runner.run(concurrency.claim(conc_key, task_id, rule.on_conflict, entry,
+                                                                         prompt))
             if handoff is not None:
                 self._handoffs().append((conc_key, handoff))
             if outcome == "busy":
                 self._audit("rule_skipped", event=event.id, rule=rule.id, reason=f"{conc_value} is taken")
                 return {"status": "skipped", "reason": f"another task holds {conc_value}"}
             if outcome == "queued":
-                return {"status": "queued", "reason": f"waits for {conc_value}", "key": conc_key}
+                return {"status": "queued", "reason": f"waits for {conc_value}", "key": conc_key,
+                        "pending_task": task_id}
             if outcome == "replaced" and holder:
                 cancelled, _ = self.runner.run(tasks.cancel(task_id=holder, project=event.project, now_ms=now))
                 self._audit("task_superseded", event=event.id, task=holder, rule=rule.id, outcome=cancelled)
@@ -223,10 +228,14 @@ class EventJobs:
                     self._handoffs().append((conc_key, handoff))
             raise
         admitted = result.task_id if result.status == "dup" and result.task_id else task_id
-        if conc_key and not self.runner.run(concurrency.confirm(conc_key, admitted, entry)):
-            # A newer event took the key while this task was being admitted (cancel_running): this one is stale.
-            self.runner.run(tasks.cancel(task_id=admitted, project=event.project, now_ms=now))
-            self._audit("task_superseded", event=event.id, task=admitted, rule=rule.id, outcome="cancelled")
+        if conc_key:
+            held, handoff = self.runner.run(concurrency.confirm(conc_key, admitted, entry))
+            if handoff is not None:
+                self._handoffs().append((conc_key, handoff))
+            if not held:
+                # A newer event took the key while this task was being admitted (cancel_running): it is stale.
+                self.runner.run(tasks.cancel(task_id=admitted, project=event.project, now_ms=now))
+                self._audit("task_superseded", event=event.id, task=admitted, rule=rule.id, outcome="cancelled")
         if result.status == "dup":
             return {"status": "dispatched", "task_id": admitted, "worker": self._task_worker(admitted)}
         self._audit("task_sent", event=event.id, task=task_id, rule=rule.id, worker=result.worker)
@@ -246,11 +255,15 @@ class EventJobs:
             key, waiting = pending.pop(0)
             event = self.runner.run(events.summary(waiting["event"]))
             rule = self.rules.get(waiting["rule"])
-            entry_json = concurrency.entry_of(**{k: waiting[k] for k in ("event", "rule", "prompt", "value", "task")})
+            entry_json = concurrency.entry_of(**{k: waiting[k] for k in ("event", "rule", "value", "task")})
             if event is None or rule is None or event.state not in ("received", "dispatched"):
                 handoff = self.runner.run(concurrency.abandon(key, waiting["task"], entry_json))
                 if handoff is not None:
                     pending.append((key, handoff))
+                if event is not None and rule is None:  # the config lost the rule: say so on the event
+                    self.runner.run(events.record_match(
+                        event_id=event.id, rule=waiting["rule"], now_ms=now_ms(),
+                        entry={"status": "refused", "reason": f"rule {waiting['rule']} no longer exists"}))
                 continue
             self._trail.project = event.project
             try:

@@ -221,19 +221,24 @@ local function follow_event(id, now)
   end
   local failed = {}
   for _, m in ipairs(cjson.decode(f[5] or "[]")) do
+    local task = m.task_id
     if m.status == "queued" then
-      return "dispatched"
+      -- Its admission may have happened with the record of it lost (a crash): its task then speaks for it.
+      if type(m.pending_task) ~= "string" or redis.call("exists", k_task(m.pending_task)) == 0 then
+        return "dispatched"
+      end
+      task = m.pending_task
     end
     if m.status == "refused" then
       table.insert(failed, "rule " .. tostring(m.rule) .. " refused: " .. tostring(m.reason))
     end
-    if type(m.task_id) == "string" then
-      local state = redis.call("hget", k_task(m.task_id), "state")
+    if type(task) == "string" then
+      local state = redis.call("hget", k_task(task), "state")
       if state and not FINAL[state] then
         return "dispatched"
       end
       if state ~= "completed" then
-        table.insert(failed, "task " .. m.task_id .. " " .. tostring(state or "missing"))
+        table.insert(failed, "task " .. task .. " " .. tostring(state or "missing"))
       end
     end
   end
@@ -269,6 +274,7 @@ local function merge_deferred(id)
     local entry = cjson.decode(flat[i + 1])
     for _, m in ipairs(matches) do
       if m.rule == flat[i] and m.status == "queued" then
+        m.reason, m.key, m.pending_task = nil, nil, nil  -- what it waited for no longer applies
         for k, v in pairs(entry) do
           m[k] = v
         end

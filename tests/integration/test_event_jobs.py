@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from config.settings import Settings, SourceSpec
-from engine import events, keys, tasks
+from config.settings import Settings, SourceSpec, WorkerSpec
+from engine import events, keys, registry, tasks
 from engine.clock import now_ms
 from engine.event_jobs import EventJobs, JobOptions, Retry
 from engine.github_api import GitHubClient
@@ -374,8 +374,8 @@ def test_a_key_handed_on_while_the_waiting_event_is_still_being_processed(runner
     # The second event's job has claimed (and queued) but not yet stored its matches when the holder ends.
     key = concurrency.key_of("default", "reviewer.events[0]", "2")
     task = event_task_id(second, "reviewer.events[0]")
-    entry = concurrency.entry_of(event=second, rule="reviewer.events[0]", prompt="synchronize", value="2", task=task)
-    assert runner.run(concurrency.claim(key, task, "queue", entry))[0] == "queued"
+    entry = concurrency.entry_of(event=second, rule="reviewer.events[0]", value="2", task=task)
+    assert runner.run(concurrency.claim(key, task, "queue", entry, "synchronize"))[0] == "queued"
     complete(runner, holder, "done")
     jobs.task_finished(holder)  # hands the key to the second event's dispatch: deferred, the event is received
     jobs.process(second)  # its job goes on: finds the key already its own, and the dispatch recorded
@@ -426,3 +426,80 @@ def test_a_handed_off_dispatch_refused_for_now_keeps_its_place_and_the_sweep_sta
     jobs.stuck(now_ms() + STUCK_AFTER_MS + 1)  # the sweep pokes the free key: the waiter gets it
     event = event_of(runner, second)
     assert event.matches[0]["status"] == "dispatched" and len(event.task_ids) == 1
+
+
+def test_a_retried_older_event_never_takes_the_key_back(runner: SyncRunner, github: StubGitHub) -> None:
+    rules = [{"source": "github", "on": ["pull_request.opened", "pull_request.synchronize"], "prompt": "{{.action}}",
+              "concurrency_key": "{{.number}}", "on_conflict": "cancel_running"}]
+    jobs, settings = make_jobs(runner, github, {"workers": [
+        {**REVIEWER, "events": rules},
+        {"name": "tiny", "handler": "workers.builtin:echo", "max_queue_depth": 1,
+         "events": [{"source": "github", "on": "pull_request.opened", "prompt": "t"}]}]})
+    assert runner.run(tasks.admit(task_id=new_id(), project="default", now_ms=now_ms(),
+                                  candidates=[("tiny", 1, 1, 60.0)], policy="named", rr_group="",
+                                  require_online=False, online_since_ms=0, skipped=[], fields={"prompt": "f"},
+                                  idempotency_key=None)).status == "ok"  # tiny is full: A will be retried
+    older = deliver(runner, settings, "pull_request.opened")
+    retry = jobs.process(older)
+    assert isinstance(retry, Retry)
+    newer = deliver(runner, settings, "pull_request.synchronize")
+    jobs.process(newer)
+    (newest_task,) = event_of(runner, newer).task_ids
+    jobs.process(older, retry.attempt)  # the older event's retry
+    assert runner.run(tasks.get(newest_task)).state == "pending"  # type: ignore[union-attr]
+
+
+def test_a_crash_between_admission_and_confirm_never_lets_two_tasks_hold_a_key(
+        runner: SyncRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import concurrency
+
+    key = concurrency.key_of("default", "r", "k")
+    first, second = new_id(), new_id()
+    entry = concurrency.entry_of(event="e", rule="r", value="k", task=first)
+    assert runner.run(concurrency.claim(key, first, "skip", entry, "p"))[0] == "claimed"
+    runner.run(registry.register(WorkerSpec(name="w", handler="workers.builtin:echo"), source="test"))
+    assert runner.run(tasks.admit(task_id=first, project="default", now_ms=now_ms(), candidates=[("w", 9, 1, 9.0)],
+                                  policy="named", rr_group="", require_online=False, online_since_ms=0, skipped=[],
+                                  fields={"prompt": "p"}, idempotency_key=None)).status == "ok"
+    # ... and the process dies before confirm. Long after the claim's time is up, the key still holds:
+    later = now_ms() + 10 * concurrency.CLAIM_TTL_MS
+    monkeypatch.setattr(concurrency, "now_ms", lambda: later)
+    other = concurrency.entry_of(event="e2", rule="r", value="k", task=second)
+    assert runner.run(concurrency.claim(key, second, "skip", other, "p"))[:2] == ("busy", first)
+
+
+def test_concurrency_keys_hash_their_value_and_do_not_leak(runner: SyncRunner, redis_client: redis.Redis) -> None:
+    from engine import concurrency
+
+    assert concurrency.key_of("p", "r", "x:wait") != concurrency.key_of("p", "r", "x") + ":wait"
+    key = concurrency.key_of("default", "r", "v")
+    done = new_id()
+    runner.run(registry.register(WorkerSpec(name="w", handler="workers.builtin:echo"), source="test"))
+    runner.run(tasks.admit(task_id=done, project="default", now_ms=now_ms(), candidates=[("w", 9, 1, 9.0)],
+                           policy="named", rr_group="", require_online=False, online_since_ms=0, skipped=[],
+                           fields={"prompt": "p"}, idempotency_key=None))
+    entry = concurrency.entry_of(event="e", rule="r", value="v", task=done)
+    assert runner.run(concurrency.claim(key, done, "queue", entry, "p"))[0] == "claimed"
+    runner.run(tasks.finish(task_id=done, proc_id="", now_ms=now_ms(), outcome="failed", text="x"))
+    # A late confirm of a task that is already over (a duplicate admission) frees the key instead of keeping it.
+    assert runner.run(concurrency.confirm(key, done, entry)) == (True, None)
+    assert redis_client.exists(key) == 0
+
+
+def test_an_event_settles_even_when_the_record_of_a_handed_off_dispatch_was_lost(runner: SyncRunner,
+                                                                                github: StubGitHub) -> None:
+    from engine import concurrency
+
+    jobs, settings, first, holder = queue_behind_a_holder(runner, github)
+    second = deliver(runner, settings, "pull_request.synchronize")
+    jobs.process(second)
+    complete(runner, holder, "done")
+    handoff = runner.run(concurrency.release(event_of(runner, second).matches[0]["key"], holder))
+    assert handoff is not None and handoff["event"] == second
+    # The handed-off dispatch is admitted and confirmed, then the process dies before recording it.
+    jobs._dispatch(event_of(runner, second), jobs.rules.get("reviewer.events[0]"), handoff["prompt"],  # type: ignore[arg-type]
+                   handoff["value"], jobs._definitions(), now_ms(), handed=True)
+    assert event_of(runner, second).matches[0]["status"] == "queued"
+    complete(runner, handoff["task"], "done")
+    runner.run(events.update(event_id=second, now_ms=now_ms(), follow=True))  # what the sweep does
+    assert event_of(runner, second).state == "completed"
