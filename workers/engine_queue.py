@@ -25,7 +25,7 @@ __all__ = ["EngineQueue"]
 
 logger = logging.getLogger(__name__)
 
-ENGINE_THREADS = 4  # engine jobs run at once per serve process
+ENGINE_THREADS = 8  # engine jobs run at once per serve process
 JOB_TIME_LIMIT_MS = 300_000  # milliseconds one engine job may run
 JOB_RETRIES = 5  # Dramatiq retries of a job that raised unexpectedly (Redis blip, a bug)
 JOB_MIN_BACKOFF_MS = 1000  # milliseconds before the first such retry
