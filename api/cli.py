@@ -96,7 +96,7 @@ def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers
     embedded = None
     runtime: WorkerRuntime | None = None
     reaper: ReaperLoop | None = None
-    engine: EngineProcess | None = None
+    engines: list[EngineProcess] = []
     runner: SyncRunner | None = None
     for name, source in settings.sources.items():
         if not source.verifies_signature:
@@ -108,8 +108,9 @@ def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers
         runner = SyncRunner(sync_client(url))
         for spec in settings.workers:
             runner.run(registry.register(spec, source="config"))
-        engine = EngineProcess(settings, url, default_file)
-        engine.start()
+        for n in range(settings.engine_processes):
+            engines.append(EngineProcess(settings, url, default_file, scheduler=n == 0))
+            engines[-1].start()
         if no_workers or not settings.workers:
             reaper = ReaperLoop(Reaper(runner, reaper_options(settings), owner=f"serve-{os.getpid()}"))
             reaper.start()
@@ -119,7 +120,7 @@ def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers
     except TaskyardError as exc:
         print(startup_error("serve", settings, exc), file=sys.stderr)
         # Undo what did start: a running engine process would otherwise keep serve from exiting.
-        if engine is not None:
+        for engine in engines:
             engine.stop()
         if reaper is not None:
             reaper.stop()
@@ -145,7 +146,7 @@ def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers
               file=sys.stderr)
         server.started = False
     finally:
-        if engine is not None:
+        for engine in engines:
             engine.stop()
         if runtime is not None:
             runtime.stop()

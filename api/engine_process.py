@@ -71,8 +71,8 @@ class EngineProcess:
     """The child process and its supervisor: a child that dies (a crash, an OOM kill) is started again after a
     backoff, and logged, so webhooks never pile up unprocessed behind a dead engine."""
 
-    def __init__(self, settings: Settings, url: str, default_file: str) -> None:
-        self._args = (settings, url, default_file)
+    def __init__(self, settings: Settings, url: str, default_file: str, *, scheduler: bool = True) -> None:
+        self._args = (settings, url, default_file, scheduler)
         self._context = multiprocessing.get_context("spawn")
         self.process: Any = None
         self._stopping = threading.Event()
@@ -145,7 +145,7 @@ def _watch_parent(parent: int, stopping: threading.Event) -> None:
             stopping.set()
 
 
-def _main(settings: Settings, url: str, default_file: str, parent: int, ready: Any) -> None:
+def _main(settings: Settings, url: str, default_file: str, with_scheduler: bool, parent: int, ready: Any) -> None:
     setup_logging(settings.log_level)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -157,7 +157,7 @@ def _main(settings: Settings, url: str, default_file: str, parent: int, ready: A
     rules, schedules = build_rules(settings, default_file)
     runner = SyncRunner(sync_client(url))
     queue = engine_queue(settings, rules, url)
-    scheduler = Scheduler(runner, schedules)
+    scheduler = Scheduler(runner, schedules if with_scheduler else [])  # one per serve fires the cron
     try:
         if not stopping.is_set():
             queue.start()

@@ -36,3 +36,4 @@ GITHUB_MAX_COMMENT_CHARS = 65_000  # characters of a write-back comment; GitHub 
 # Webhook events
 MAX_EVENT_ERROR_CHARS = 2000  # characters of an event error or state-history detail kept
 AUDIT_PAGE = 100  # audit entries GET /logs answers when no limit is given
+ENGINE_PROCESSES = 1  # engine processes per serve (each with its own interpreter lock; more use more cores)

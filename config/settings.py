@@ -403,6 +403,8 @@ class Settings(_Strict):
     poll_timeout: Annotated[float, BeforeValidator(parse_duration), _at_least(0.01)] = defaults.POLL_TIMEOUT_S
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     builtin_echo: bool = True  # define the `echo` worker when the config names no worker
+    # engine processes per serve (webhook matching, dispatch, write-back); each has its own interpreter lock
+    engine_processes: int = Field(default=defaults.ENGINE_PROCESSES, ge=1, le=64)
     schedules: list[TopScheduleSpec] = Field(default_factory=list)
     _worker_files: dict[str, str] = PrivateAttr(default_factory=dict)  # worker -> workers_dir file it came from
 

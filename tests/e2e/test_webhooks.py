@@ -58,6 +58,7 @@ def api(cluster: Cluster, redis_url: str, github: StubGitHub) -> httpx.Client:
     cluster.config(f"""
 redis_url: {redis_url}
 heartbeat_interval: 1s
+engine_processes: 2
 api_key: {API_KEY}
 sources:
   github: {{secret: {SECRET}, token: {TOKEN}, api_url: "{github.url}"}}
