@@ -31,6 +31,10 @@ class _Snapshot:
         for state in EVENT_STATES:
             events.add_metric([state], float(counters.get(f"events_{state}", 0)))
         yield events
+        backlog = GaugeMetricFamily("taskyard_engine_queue_depth", "Engine jobs waiting (webhook matching, "
+                                    "following tasks, write-back): growing means the engine is behind")
+        backlog.add_metric([], float(self.data.get("engine_queue", 0)))
+        yield backlog
         depth = GaugeMetricFamily("taskyard_queue_depth", "Pending + dispatched tasks per worker", labels=["worker"])
         running = GaugeMetricFamily("taskyard_worker_running", "Tasks running per worker", labels=["worker"])
         procs = GaugeMetricFamily("taskyard_worker_processes", "Live processes per worker", labels=["worker"])

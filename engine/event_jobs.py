@@ -437,8 +437,10 @@ class EventJobs:
         if job != "process_event":
             return
         reason = _clip(f"processing failed: {type(error).__name__}: {error}")
-        self.runner.run(events.update(event_id=subject, now_ms=now_ms(), state="failed", expect=("received",),
-                                      detail=reason, fields={"error": reason}))
+        applied, _ = self.runner.run(events.update(event_id=subject, now_ms=now_ms(), state="failed",
+                                                   expect=("received",), detail=reason, fields={"error": reason}))
+        if applied:  # outcomes of its queued dispatches have nothing left to merge into
+            self.runner.run(Op(int, command=("DEL", keys.key("event_deferred", id=subject))))
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _definitions(self) -> dict[str, WorkerSpec]:

@@ -158,5 +158,6 @@ class TaskService:
     async def metrics(self) -> dict[str, Any]:
         counters = await self.runner.run(Op(dict, command=("HGETALL", keys.key("metrics"))))
         latency = await self.runner.run(Op(dict, command=("HGETALL", keys.key("latency"))))
+        engine_queue = await self.runner.run(Op(int, command=("LLEN", keys.key("dq_engine"))))
         return {"counters": counters, "latency": latency, "workers": await self._statuses(),
-                "default_bound": self.options.default_bound}
+                "default_bound": self.options.default_bound, "engine_queue": engine_queue}

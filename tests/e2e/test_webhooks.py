@@ -136,6 +136,7 @@ def test_a_pull_request_ends_with_comment_status_and_labels_on_github(api: httpx
     metrics = api.get("/metrics").text
     assert 'taskyard_events_total{state="received"} 1.0' in metrics
     assert 'taskyard_events_total{state="completed"} 1.0' in metrics
+    assert "taskyard_engine_queue_depth " in metrics
 
     trail = api.get("/logs", params={"event": received["id"]}).json()
     actions = {entry["action"] for entry in trail}
