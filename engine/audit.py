@@ -8,15 +8,22 @@ detail passes through :func:`engine.registry.redact` before it is stored, so a t
 from __future__ import annotations
 
 import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from engine import keys
+from engine.errors import TaskyardError
 from engine.models import iso_ms
 from engine.registry import redact
 from engine.store import Op
 
-__all__ = ["AUDIT_MAX_ENTRIES", "Entry", "matches", "encode", "page", "record_many"]
+__all__ = ["AUDIT_MAX_ENTRIES", "Entry", "Trail", "encode", "matches", "page", "record_many"]
+
+logger = logging.getLogger(__name__)
 
 AUDIT_MAX_ENTRIES = 100_000  # entries kept (approximately: XADD MAXLEN ~)
 SCAN_BATCH = 1000  # entries read per round trip while filtering
@@ -74,3 +81,46 @@ def _entry(entry_id: str, flat: Any) -> Entry:
                  project=f.get("project", ""),
                  event=f.get("event") or None, task=f.get("task") or None,
                  detail=json.loads(f["detail"]) if f.get("detail") else {})
+
+
+class Trail:
+    """The audit entries of the jobs running on each thread: collected while a job runs, then written in one
+    round trip when it ends (:meth:`batch`), or handed to the job's last Lua call (:meth:`take`). Entries go to
+    the project of the event the job read (``project``)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @property
+    def project(self) -> str:
+        return getattr(self._local, "project", "")
+
+    @project.setter
+    def project(self, value: str) -> None:
+        self._local.project = value
+
+    def add(self, action: str, **detail: Any) -> None:
+        pending = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = []
+        pending.append((action, detail))
+
+    def take(self) -> list[tuple[str, dict[str, Any]]]:
+        """The pending entries, to ride along with the job's last write."""
+        pending, self._local.pending = getattr(self._local, "pending", []), []
+        return pending
+
+    @contextmanager
+    def batch(self, runner: Any) -> Iterator[None]:
+        """Around one job: starts an empty trail, writes what is left of it at the end (best effort: the work
+        itself is already recorded)."""
+        self._local.pending, self._local.project = [], ""
+        try:
+            yield
+        finally:
+            pending = self.take()
+            if pending:
+                try:
+                    runner.run(record_many(pending, project=self.project))
+                except TaskyardError:
+                    logger.warning("audit entries lost", extra={"entries": len(pending)})

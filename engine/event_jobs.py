@@ -9,6 +9,9 @@
   the next waiting dispatch, and write the task's result back to GitHub under the worker's policy. Write-back
   steps that succeeded are remembered per event, so a retry never repeats them.
 
+The template context and lazy GitHub attributes live in :mod:`engine.event_context`, the GitHub calls of
+write-back in :mod:`engine.write_back_job`, the sweep for lost jobs in :mod:`engine.event_sweep`.
+
 Jobs answer a :class:`Retry` when they should run again later (a full queue, GitHub unavailable); the caller
 (the Dramatiq actor) schedules it. Sync code: the jobs run on Dramatiq worker threads.
 """
@@ -18,10 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,31 +32,25 @@ from engine import audit, concurrency, events, keys, registry, tasks
 from engine.admission import admission, refusal
 from engine.clock import now_ms
 from engine.errors import AdmissionRefused, GitHubError, QueueFull, TaskyardError, TemplateFailed
+from engine.event_context import base_context, fetch_lazy, lazy_wanted
 from engine.events import Event
 from engine.github_api import GitHubClient
 from engine.models import SubmitRequest
 from engine.rules import EventView, Rule, RuleBook
 from engine.store import Op, Runner
+from engine.write_back_job import record_failure, write_back
 from engine.writeback import Target, parse_result
-from engine.writeback import execute as execute_write_back
-from engine.writeback import plan as plan_write_back
 
 __all__ = ["EventJobs", "JobOptions", "Retry"]
 
 logger = logging.getLogger(__name__)
 
-LAZY_ATTRIBUTES = frozenset({"diff", "file_list"})
 DENY_ALL = PolicySpec(comment=False, status=False, labels=False)
-_SHA = re.compile(r"[0-9a-f]{40}")
 DEFS_TTL_MS = 1000  # milliseconds the jobs trust their cached worker definitions
 DISPATCH_ATTEMPTS = 5  # tries to admit an event's tasks while every candidate queue is full or offline
 WRITE_BACK_ATTEMPTS = 6  # tries to write a result back before the event becomes write_back_failed
 BACKOFF_BASE_S = 2.0  # seconds before the second try; doubles each try
 BACKOFF_MAX_S = 120.0  # seconds, cap on the backoff
-STUCK_AFTER_MS = 300_000  # milliseconds an event may stay received before the sweep queues it again
-MAX_SWEEPS = 3  # times the sweep queues an event again before failing it
-SWEEP_BATCH = 100  # events looked at per sweep
-SWEEP_MAX_BACKLOG = 1000  # engine jobs queued above which the sweep waits (old events are then just queued)
 
 
 @dataclass(frozen=True)
@@ -85,18 +80,21 @@ class EventJobs:
     github_client: Callable[[SourceSpec], GitHubClient]
     _defs: dict[str, WorkerSpec] = field(default_factory=dict)
     _defs_at: int = -DEFS_TTL_MS
-    _trail: threading.local = field(default_factory=threading.local)  # audit entries of the job on this thread
+    _trail: audit.Trail = field(default_factory=audit.Trail)  # audit entries of the job on each thread
+    _local: threading.local = field(default_factory=threading.local)  # hand-offs of the job on each thread
 
     # -- matching and dispatch ----------------------------------------------------------------------------
     def process(self, event_id: str, attempt: int = 1) -> Retry | None:
-        with self._audit_batch():
+        self._local.handoffs = []
+        with self._trail.batch(self.runner):
             try:
                 return self._process(event_id, attempt)
             finally:
                 self._hand_off_all()
 
     def task_finished(self, task_id: str, attempt: int = 1) -> Retry | None:
-        with self._audit_batch():
+        self._local.handoffs = []
+        with self._trail.batch(self.runner):
             try:
                 return self._task_finished(task_id, attempt)
             finally:
@@ -170,7 +168,7 @@ class EventJobs:
         self.runner.run(events.update(event_id=event.id, now_ms=now_ms(), state=state, expect=("received",),
                                       detail=f"{len(live)} task(s) from {len(matched)} matching rule(s)",
                                       fields={"matches": json.dumps(matches, separators=(",", ":"))},
-                                      follow=state == "dispatched", audit=self._take_audit()))
+                                      follow=state == "dispatched", audit=self._trail.take()))
         return None
 
     def _dispatch(self, event: Event, rule: Rule, prompt: str, conc_value: str | None,
@@ -188,10 +186,11 @@ class EventJobs:
             conc_key = concurrency.key_of(event.project, rule.id, conc_value)
             entry = concurrency.entry_of(event=event.id, rule=rule.id, value=conc_value, task=task_id)
         if conc_key and not handed:
-            if self._task_state(task_id) is not None:
+            existing = self._task_worker(task_id)
+            if existing is not None:
                 # A retried job: this rule's task exists already. Claiming again could take the key back from a
                 # newer event (cancel_running) or report it busy (skip); the earlier try settled both.
-                return {"status": "dispatched", "task_id": task_id, "worker": self._task_worker(task_id)}
+                return {"status": "dispatched", "task_id": task_id, "worker": existing}
             outcome, holder, handoff = self.runner.run(concurrency.claim(conc_key, task_id, rule.on_conflict, entry,
                                                                          prompt))
             if handoff is not None:
@@ -242,9 +241,9 @@ class EventJobs:
         return {"status": "dispatched", "task_id": task_id, "worker": result.worker}
 
     def _handoffs(self) -> list[tuple[str, dict[str, Any]]]:
-        pending = getattr(self._trail, "handoffs", None)
+        pending = getattr(self._local, "handoffs", None)
         if pending is None:
-            pending = self._trail.handoffs = []
+            pending = self._local.handoffs = []
         return pending
 
     def _hand_off_all(self) -> None:
@@ -278,41 +277,14 @@ class EventJobs:
             self.runner.run(events.record_match(event_id=event.id, rule=rule.id, entry=entry, now_ms=now_ms()))
 
     def _template_context(self, event: Event, view: EventView, rules: list[Rule]) -> dict[str, Any]:
-        context: dict[str, Any] = {"payload": view.payload, "source": event.source, "event_type": event.type,
-                                   "actor": event.actor, "subject": event.subject}
-        context.update(event.attrs)
-        wanted: set[str] = set()
-        for rule in rules:
-            if rule.auto:
-                wanted |= rule.prompt.variables & LAZY_ATTRIBUTES
-                if rule.concurrency_key is not None:
-                    wanted |= rule.concurrency_key.variables & LAZY_ATTRIBUTES
+        context = base_context(payload=view.payload, source=event.source, event_type=event.type,
+                               actor=event.actor, subject=event.subject, attrs=event.attrs)
+        wanted = lazy_wanted(rules)
         if wanted:
-            context.update(self._lazy(event, wanted))
+            spec = self.sources.get(event.source)
+            client = self.github_client(spec) if spec is not None and spec.kind == "github" else None
+            context.update(fetch_lazy(client, spec, event.type, event.attrs, wanted))
         return context
-
-    def _lazy(self, event: Event, wanted: set[str]) -> dict[str, Any]:
-        """``diff`` and ``file_list`` from the GitHub API, with the source's token, only when asked for."""
-        spec = self.sources.get(event.source)
-        attrs = event.attrs
-        owner, repo, number = attrs.get("repo_owner"), attrs.get("repo_name"), attrs.get("number")
-        if spec is None or spec.kind != "github" or not owner or not repo:
-            return {name: "" if name == "diff" else [] for name in wanted}
-        client = self.github_client(spec)
-        out: dict[str, Any] = {}
-        if number is not None and event.type.split(".")[0] in ("pull_request", "pull_request_review"):
-            if "diff" in wanted:
-                out["diff"] = client.pull_diff(owner, repo, int(number))
-            if "file_list" in wanted:
-                out["file_list"] = client.pull_files(owner, repo, int(number))
-        elif _SHA.fullmatch(str(attrs.get("before", ""))) and _SHA.fullmatch(str(attrs.get("head_sha", ""))):
-            # Only commit shas go into the compare path: payload text must never steer the API call.
-            diff = client.compare_diff(owner, repo, attrs["before"], attrs["head_sha"])
-            out["diff"] = diff
-            out["file_list"] = _files_of(diff)
-        else:
-            out = {name: "" if name == "diff" else [] for name in wanted}
-        return {k: v for k, v in out.items() if k in wanted}
 
     # -- following tasks and writing back ---------------------------------------------------------------------
     def _task_finished(self, task_id: str, attempt: int) -> Retry | None:
@@ -340,37 +312,12 @@ class EventJobs:
         if target is None:
             self._audit("write_back_skipped", event=event_id, task=task_id, reason="the event names no repository")
             return None
-        steps = plan_write_back(request, self._policy(info.get("worker_name") or ""), target)
-        if attempt == 1:
-            for problem in request.problems:
-                self._audit("write_back_problem", event=event_id, task=task_id, problem=problem)
-            for step in steps:
-                self._audit("policy_decision", event=event_id, task=task_id, step=step.key, decision=step.decision)
-        prefix = task_id + ":"
-        done = {k[len(prefix):] for k in self.runner.run(events.write_back_done(event_id)) if k.startswith(prefix)}
-        results = execute_write_back(self.github_client(spec), steps, done=done, marker=f"{event_id}/{task_id}")
-        pending: list[str] = []
-        for result in results:
-            if result.ok or not result.retryable:  # done for good, either way: never tried again
-                self.runner.run(events.record_write_back(event_id, task_id, result.key,
-                                                         {"ok": result.ok, "detail": result.detail}))
-                self._audit("write_back" if result.ok else "write_back_step_failed", event=event_id,
-                            task=task_id, step=result.key, detail=result.detail)
-            else:
-                pending.append(f"{result.key}: {result.detail}")
+        pending = write_back(self.runner, self.github_client(spec), request,
+                             self._policy(info.get("worker_name") or ""), target, event_id=event_id,
+                             task_id=task_id, first_try=attempt == 1, audit=self._audit)
         if pending and attempt < WRITE_BACK_ATTEMPTS:
             return Retry(backoff_s(attempt), attempt + 1)
-        recorded = self.runner.run(events.write_back_done(event_id))
-        failed = [f"{k[len(prefix):]}: {v.get('detail')}" for k, v in recorded.items()
-                  if k.startswith(prefix) and not v.get("ok")] + pending
-        if failed:
-            reason = _clip("write-back failed: " + "; ".join(failed))
-            # Recorded at once; the state moves now if the event has settled, else when its last task ends
-            # (follow_event turns "completed" into write_back_failed while wb_failed is set).
-            self.runner.run(events.update(event_id=event_id, now_ms=now_ms(), fields={"wb_failed": reason}))
-            self.runner.run(events.update(event_id=event_id, now_ms=now_ms(), state="write_back_failed",
-                                          detail=reason, expect=("completed",), fields={"error": reason}))
-            self._audit("write_back_failed", event=event_id, task=task_id, reason=reason)
+        record_failure(self.runner, event_id=event_id, task_id=task_id, pending=pending, audit=self._audit)
         return None
 
     def _follow(self, event_id: str) -> None:
@@ -386,61 +333,18 @@ class EventJobs:
                 self._handoffs().append((conc_key, handoff))
 
     # -- the sweep for events whose processing job was lost ----------------------------------------------------
-    def stuck(self, now: int) -> list[str]:
-        with self._audit_batch():
-            return self._stuck(now)
-
-    def _stuck(self, now: int) -> list[str]:
-        """Events left open ``STUCK_AFTER_MS``: answers those still ``received`` to queue again (their job was
-        lost: it failed every Dramatiq retry, or died with its process before Dramatiq's maintenance noticed);
-        an event swept ``MAX_SWEEPS`` times fails instead, with a reason to act on. A ``dispatched`` event is
-        followed (its ``task_finished`` job may have been lost) and looked at again later if still running."""
-        if self.runner.run(Op(int, command=("LLEN", keys.key("dq_engine")))) > SWEEP_MAX_BACKLOG:
-            return []  # the engine is behind: old events are waiting for their jobs, not lost
-        ids = self.runner.run(Op(list, command=("ZRANGEBYSCORE", keys.key("ev_open"), "-inf",
-                                                now - STUCK_AFTER_MS, "LIMIT", 0, SWEEP_BATCH)))
-        again = []
-        for event_id in ids:
-            state = self.runner.run(Op(lambda raw: raw, command=("HGET", keys.key("event", id=event_id), "state")))
-            if state == "dispatched":
-                _, state = self.runner.run(events.update(event_id=event_id, now_ms=now, follow=True))
-                if state == "dispatched":  # tasks still running, or dispatches waiting: look again later
-                    self.runner.run(Op(int, command=("ZADD", keys.key("ev_open"), now, event_id)))
-                    self._poke_waiting(event_id)
-                continue
-            if state != "received":  # gone, or settled without the index noticing
-                self.runner.run(Op(int, command=("ZREM", keys.key("ev_open"), event_id)))
-                continue
-            sweeps = self.runner.run(Op(int, command=("HINCRBY", keys.key("event", id=event_id), "sweeps", 1)))
-            if sweeps > MAX_SWEEPS:
-                reason = f"processing failed {MAX_SWEEPS} times; the serve logs say why"
-                self.runner.run(events.update(event_id=event_id, now_ms=now, state="failed", expect=("received",),
-                                              detail=reason, fields={"error": reason}))
-                continue
-            self.runner.run(Op(int, command=("ZADD", keys.key("ev_open"), now, event_id)))
-            again.append(event_id)
-        return again
-
-    def _poke_waiting(self, event_id: str) -> None:
+    def poke_waiting(self, event_id: str) -> None:
         """Hand a free concurrency key to its first waiter, for each dispatch of the event still queued (a key
         whose holder's claim expired, or whose handed-off admission was refused, has nobody else to do it)."""
-        event = self.runner.run(events.summary(event_id))
-        for match in event.matches if event is not None else []:
-            if match.get("status") == "queued" and match.get("key"):
-                handoff = self.runner.run(concurrency.release(match["key"], ""))
-                if handoff is not None:
-                    self._handoffs().append((match["key"], handoff))
-        self._hand_off_all()
-
-    def give_up(self, job: str, subject: str, error: BaseException) -> None:
-        """A job failed its last retry: an event still waiting on it fails now, with the reason."""
-        if job != "process_event":
-            return
-        reason = _clip(f"processing failed: {type(error).__name__}: {error}")
-        applied, _ = self.runner.run(events.update(event_id=subject, now_ms=now_ms(), state="failed",
-                                                   expect=("received",), detail=reason, fields={"error": reason}))
-        if applied:  # outcomes of its queued dispatches have nothing left to merge into
-            self.runner.run(Op(int, command=("DEL", keys.key("event_deferred", id=subject))))
+        self._local.handoffs = []
+        with self._trail.batch(self.runner):
+            event = self.runner.run(events.summary(event_id))
+            for match in event.matches if event is not None else []:
+                if match.get("status") == "queued" and match.get("key"):
+                    handoff = self.runner.run(concurrency.release(match["key"], ""))
+                    if handoff is not None:
+                        self._handoffs().append((match["key"], handoff))
+            self._hand_off_all()
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _definitions(self) -> dict[str, WorkerSpec]:
@@ -456,10 +360,8 @@ class EventJobs:
         spec = self._definitions().get(worker)
         return spec.policy if spec is not None else DENY_ALL
 
-    def _task_state(self, task_id: str) -> str | None:
-        return self.runner.run(Op(lambda raw: raw, command=("HGET", keys.key("task", id=task_id), "state")))
-
     def _task_worker(self, task_id: str) -> str | None:
+        """The worker of a stored task; None when there is no such task."""
         return self.runner.run(Op(lambda raw: raw, command=("HGET", keys.key("task", id=task_id), "worker_name")))
 
     def _store_matches(self, event: Event, matches: list[dict[str, Any]]) -> None:
@@ -477,31 +379,7 @@ class EventJobs:
         self._audit("event_failed", event=event.id, reason=reason)
 
     def _audit(self, action: str, **detail: Any) -> None:
-        """Add to the trail; entries of one job are written together when the job ends (one round trip)."""
-        pending = getattr(self._trail, "pending", None)
-        if pending is None:
-            pending = self._trail.pending = []
-        pending.append((action, detail))
-
-    def _take_audit(self) -> list[tuple[str, dict[str, Any]]]:
-        """The job's pending entries, to ride along with its last write."""
-        pending, self._trail.pending = getattr(self._trail, "pending", []), []
-        return pending
-
-    @contextmanager
-    def _audit_batch(self) -> Iterator[None]:
-        self._trail.pending = []
-        self._trail.handoffs = []
-        self._trail.project = ""  # set when the job reads its event: the trail is kept per project
-        try:
-            yield
-        finally:
-            pending, self._trail.pending = self._trail.pending, []
-            if pending:
-                try:
-                    self.runner.run(audit.record_many(pending, project=getattr(self._trail, "project", "")))
-                except TaskyardError:  # the trail is best effort; the work itself is already recorded
-                    logger.warning("audit entries lost", extra={"entries": len(pending)})
+        self._trail.add(action, **detail)
 
 
 _TASK_FIELDS = ("id", "state", "result", "worker_name", "event_id", "rule_id", "conc_key")
@@ -515,12 +393,3 @@ def event_task_id(event_id: str, rule_id: str) -> str:
 
 def _clip(text: str) -> str:
     return text[:defaults.MAX_EVENT_ERROR_CHARS]
-
-
-def _files_of(diff: str) -> list[str]:
-    """File names from a unified diff's ``diff --git a/x b/x`` lines (push events have no files endpoint)."""
-    files = []
-    for line in diff.splitlines():
-        if line.startswith("diff --git a/") and " b/" in line:
-            files.append(line.rsplit(" b/", 1)[1])
-    return files

@@ -16,7 +16,8 @@ from typing import Any
 from config.settings import SourceSpec
 from engine import audit, events, keys
 from engine.clock import now_ms
-from engine.errors import EventNotFound, UnknownSource, ValidationFailed, WebhookInvalid
+from engine.errors import EventNotFound, TemplateFailed, UnknownSource, ValidationFailed, WebhookInvalid
+from engine.event_context import LAZY_ATTRIBUTES, base_context
 from engine.events import EVENT_STATES, Event
 from engine.ids import is_id, new_id
 from engine.paging import page_request
@@ -135,17 +136,16 @@ class EventService:
             raise ValidationFailed(f"invalid request body: {exc.reason}") from None
         event_type = kind or inbound.type
         view = EventView(source=name, type=event_type, attrs=inbound.attrs, payload=inbound.payload)
-        context: dict[str, Any] = {"payload": inbound.payload, "source": name, "event_type": event_type,
-                                   "actor": inbound.actor, "subject": inbound.subject, **inbound.attrs}
+        context = base_context(payload=inbound.payload, source=name, event_type=event_type, actor=inbound.actor,
+                               subject=inbound.subject, attrs=inbound.attrs)
+        context.update({lazy: f"<{lazy}: fetched from GitHub at dispatch>" for lazy in LAZY_ATTRIBUTES})
         results = []
         for verdict in self.rules.evaluate(view):
             entry = verdict.to_public()
             if verdict.matched:
-                lazy = verdict.rule.prompt.variables & {"diff", "file_list"}
                 try:
-                    entry["prompt"] = verdict.rule.prompt.render(
-                        {**context, **{n: f"<{n}: fetched from GitHub at dispatch>" for n in lazy}})
-                except Exception as exc:  # noqa: BLE001 - TemplateFailed, reported per rule
+                    entry["prompt"] = verdict.rule.prompt.render(context)
+                except TemplateFailed as exc:
                     entry["prompt_error"] = str(exc)
             results.append(entry)
         return {"source": name, "type": event_type, "actor": inbound.actor, "subject": inbound.subject,

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config import defaults
-from config.settings import Settings, cron_trigger
+from config.events import cron_trigger
+from config.settings import Settings
 from engine import events
 from engine.clock import now_ms
 from engine.errors import ConfigError, ConfigIssue, StoreUnavailable, TemplateInvalid

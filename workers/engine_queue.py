@@ -18,6 +18,7 @@ from dramatiq.middleware import AgeLimit, CurrentMessage, Retries, ShutdownNotif
 from engine import keys
 from engine.clock import now_ms
 from engine.event_jobs import EventJobs, Retry
+from engine.event_sweep import EventSweep
 from engine.store import Op
 from workers.liveness import Loop
 
@@ -40,6 +41,7 @@ class EngineQueue:
     def __init__(self, redis_url: str, jobs: EventJobs, *, heartbeat_timeout_ms: int,
                  threads: int = ENGINE_THREADS) -> None:
         self.jobs = jobs
+        self.sweep = EventSweep(jobs)
         self.broker = RedisBroker(
             url=redis_url, namespace=keys.DRAMATIQ_NAMESPACE, heartbeat_timeout=heartbeat_timeout_ms,
             maintenance_chance=MAINTENANCE_CHANCE,
@@ -62,7 +64,7 @@ class EngineQueue:
                 if message is not None and message.options.get("retries", 0) >= JOB_RETRIES:
                     logger.error("engine job failed for good", exc_info=exc, extra={"job": name, "subject": subject})
                     try:
-                        self.jobs.give_up(name, subject, exc)
+                        self.sweep.give_up(name, subject, exc)
                     except Exception:  # noqa: BLE001 - Redis may be what failed; the sweep is the backstop
                         logger.warning("could not record the failure", extra={"job": name, "subject": subject})
                 raise
@@ -85,7 +87,7 @@ class EngineQueue:
         lock = keys.key("lock", name="event-sweep")
         if not self.jobs.runner.run(Op(bool, command=("SET", lock, "1", "NX", "PX", int(SWEEP_EVERY_S * 1000)))):
             return
-        for event_id in self.jobs.stuck(now_ms()):
+        for event_id in self.sweep.stuck(now_ms()):
             logger.warning("event was not processed: queued again", extra={"event": event_id})
             self.actors["process_event"].send(event_id)
 

@@ -15,6 +15,7 @@ from config.settings import Settings, SourceSpec, WorkerSpec
 from engine import events, keys, registry, tasks
 from engine.clock import now_ms
 from engine.event_jobs import EventJobs, JobOptions, Retry
+from engine.event_sweep import EventSweep
 from engine.github_api import GitHubClient
 from engine.ids import new_id
 from engine.rules import RuleBook
@@ -302,7 +303,7 @@ def test_a_refused_rule_fails_the_event_even_when_another_dispatched(runner: Syn
 
 def test_the_sweep_requeues_events_whose_job_was_lost_then_fails_them(runner: SyncRunner, github: StubGitHub,
                                                                       redis_client: redis.Redis) -> None:
-    from engine.event_jobs import MAX_SWEEPS, STUCK_AFTER_MS
+    from engine.event_sweep import MAX_SWEEPS, STUCK_AFTER_MS
 
     jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [
         {"source": "github", "on": "pull_request.opened", "prompt": "x"}]}]})
@@ -310,16 +311,16 @@ def test_the_sweep_requeues_events_whose_job_was_lost_then_fails_them(runner: Sy
     jobs.process(fine)
     (task_id,) = event_of(runner, fine).task_ids
     assert sorted(redis_client.zrange(keys.key("ev_open"), 0, -1)) == sorted([lost, fine])
-    assert jobs.stuck(now_ms()) == []  # too young to count as stuck
+    assert EventSweep(jobs).stuck(now_ms()) == []  # too young to count as stuck
     # The task of the processed event finishes, but its task_finished job is lost: the sweep settles it.
     complete(runner, task_id, "done")
     redis_client.delete(keys.key("dq_engine"), keys.key("dq_engine_msgs"))
     later = now_ms() + STUCK_AFTER_MS + 1
     for n in range(MAX_SWEEPS):
-        assert jobs.stuck(later + n * (STUCK_AFTER_MS + 1)) == [lost]
+        assert EventSweep(jobs).stuck(later + n * (STUCK_AFTER_MS + 1)) == [lost]
         if n == 0:
             assert event_of(runner, fine).state == "completed"
-    assert jobs.stuck(later + MAX_SWEEPS * (STUCK_AFTER_MS + 1)) == []
+    assert EventSweep(jobs).stuck(later + MAX_SWEEPS * (STUCK_AFTER_MS + 1)) == []
     event = event_of(runner, lost)
     assert event.state == "failed" and event.error is not None and "processing failed" in event.error
     assert redis_client.zcard(keys.key("ev_open")) == 0
@@ -327,28 +328,28 @@ def test_the_sweep_requeues_events_whose_job_was_lost_then_fails_them(runner: Sy
 
 def test_the_sweep_leaves_running_events_alone_and_looks_again_later(runner: SyncRunner, github: StubGitHub,
                                                                       redis_client: redis.Redis) -> None:
-    from engine.event_jobs import STUCK_AFTER_MS
+    from engine.event_sweep import STUCK_AFTER_MS
 
     jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [
         {"source": "github", "on": "pull_request.opened", "prompt": "x"}]}]})
     running = deliver(runner, settings, "pull_request.opened")
     jobs.process(running)
     later = now_ms() + STUCK_AFTER_MS + 1
-    assert jobs.stuck(later) == []
+    assert EventSweep(jobs).stuck(later) == []
     assert event_of(runner, running).state == "dispatched"
     assert redis_client.zscore(keys.key("ev_open"), running) == later  # checked again a sweep period later
 
 
 def test_the_sweep_waits_while_the_engine_is_behind_and_a_failing_job_fails_its_event(
         runner: SyncRunner, github: StubGitHub, redis_client: redis.Redis) -> None:
-    from engine.event_jobs import STUCK_AFTER_MS, SWEEP_MAX_BACKLOG
+    from engine.event_sweep import STUCK_AFTER_MS, SWEEP_MAX_BACKLOG
 
     jobs, settings = make_jobs(runner, github, {"workers": [REVIEWER]})
     waiting = deliver(runner, settings, "pull_request.opened")
     redis_client.rpush(keys.key("dq_engine"), *[f"m{i}" for i in range(SWEEP_MAX_BACKLOG)])
-    assert jobs.stuck(now_ms() + 10 * STUCK_AFTER_MS) == []  # its job is in the backlog: nothing is lost
+    assert EventSweep(jobs).stuck(now_ms() + 10 * STUCK_AFTER_MS) == []  # its job is in the backlog: nothing is lost
     assert event_of(runner, waiting).state == "received"
-    jobs.give_up("process_event", waiting, RuntimeError("boom"))
+    EventSweep(jobs).give_up("process_event", waiting, RuntimeError("boom"))
     event = event_of(runner, waiting)
     assert event.state == "failed" and event.error == "processing failed: RuntimeError: boom"
 
@@ -403,7 +404,7 @@ def test_a_refused_holder_hands_the_key_to_the_next_waiter(runner: SyncRunner, g
 
 def test_a_handed_off_dispatch_refused_for_now_keeps_its_place_and_the_sweep_starts_it(
         runner: SyncRunner, github: StubGitHub) -> None:
-    from engine.event_jobs import STUCK_AFTER_MS
+    from engine.event_sweep import STUCK_AFTER_MS
 
     rule = {"source": "github", "on": ["pull_request.opened", "pull_request.synchronize"], "prompt": "{{.action}}",
             "concurrency_key": "{{.number}}", "on_conflict": "queue"}
@@ -423,7 +424,7 @@ def test_a_handed_off_dispatch_refused_for_now_keeps_its_place_and_the_sweep_sta
     event = event_of(runner, second)
     assert (event.state, event.matches[0]["status"]) == ("dispatched", "queued")  # refused for now, not failed
     complete(runner, filler, "done")
-    jobs.stuck(now_ms() + STUCK_AFTER_MS + 1)  # the sweep pokes the free key: the waiter gets it
+    EventSweep(jobs).stuck(now_ms() + STUCK_AFTER_MS + 1)  # the sweep pokes the free key: the waiter gets it
     event = event_of(runner, second)
     assert event.matches[0]["status"] == "dispatched" and len(event.task_ids) == 1
 
