@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,17 +13,28 @@ from litestar.openapi import OpenAPIConfig
 
 from api.auth import AuthGate, key_table, scope_guard
 from api.controllers import EventController, HealthController, TaskController, WorkerController
+from api.controllers.artifacts import ArtifactController
+from api.controllers.mesedi import MesediController
+from api.controllers.telemetry import TelemetryController
+from api.controllers.traces import TraceController
 from api.errors import EXCEPTION_HANDLERS
+from api.ratelimit import RateLimitGate, policy_of
 from config import defaults
 from config.settings import Settings
+from engine.artifact_service import ArtifactService
+from engine.artifacts import LocalDiskStore
 from engine.connect import async_client
 from engine.event_service import EventService
+from engine.mesedi import MesediAdapter
+from engine.pricing import PriceBook
 from engine.rules import RuleBook
 from engine.service import ServiceOptions, TaskService
 from engine.store import AsyncRunner
+from engine.telemetry import TelemetryService
+from engine.trace_service import TraceService
+from engine.trace_stream import StreamHub
 
 __all__ = ["create_app"]
-
 
 
 def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = None) -> Any:
@@ -30,18 +42,27 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
     ``rules`` is the rule book built from the same settings (built here when not given)."""
     state: dict[str, Any] = {}
     rulebook = rules if rules is not None else RuleBook.build(settings)
+    prices = PriceBook.build(settings.pricing)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         client = async_client(redis_url)
-        runner = AsyncRunner(client)
+        runner = state["runner"] = AsyncRunner(client)
         state["service"] = TaskService(runner, ServiceOptions(
             default_bound=settings.max_queue_depth, offline_after_ms=int(settings.offline_after_s * 1000),
             max_lost=settings.max_lost_deliveries))
         state["events"] = EventService(runner, settings.sources, rulebook)
+        artifact_store = LocalDiskStore(settings.data_dir / "artifacts")
+        await asyncio.to_thread(artifact_store.remove_stale_temp)
+        state["artifacts"] = ArtifactService(runner, artifact_store, settings.artifacts)
+        hub = StreamHub(async_client(redis_url))
+        state["traces"] = TraceService(runner, settings.traces, prices, hub)
+        state["mesedi"] = MesediAdapter(state["traces"])
+        state["telemetry"] = TelemetryService(runner, prices, health=settings.agent_health)
         try:
             yield
         finally:
+            await hub.close()
             await client.aclose()
 
     def provide_service() -> TaskService:
@@ -50,10 +71,28 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
     def provide_events() -> EventService:
         return state["events"]
 
+    def provide_artifacts() -> ArtifactService:
+        return state["artifacts"]
+
+    def provide_traces() -> TraceService:
+        return state["traces"]
+
+    def provide_mesedi() -> MesediAdapter:
+        return state["mesedi"]
+
+    def provide_telemetry() -> TelemetryService:
+        return state["telemetry"]
+
     app = Litestar(
-        route_handlers=[HealthController, TaskController, WorkerController, EventController],
+        route_handlers=[HealthController, TaskController, WorkerController, EventController, TraceController,
+                        MesediController,
+                        ArtifactController, TelemetryController],
         dependencies={"service": Provide(provide_service, sync_to_thread=False),
-                      "events": Provide(provide_events, sync_to_thread=False)},
+                      "events": Provide(provide_events, sync_to_thread=False),
+                      "artifacts": Provide(provide_artifacts, sync_to_thread=False),
+                      "traces": Provide(provide_traces, sync_to_thread=False),
+                      "mesedi": Provide(provide_mesedi, sync_to_thread=False),
+                      "telemetry": Provide(provide_telemetry, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         guards=[scope_guard],
         lifespan=[lifespan],
@@ -61,4 +100,6 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
         openapi_config=OpenAPIConfig(title="Taskyard", version="0.1.0", path="/schema"),
         logging_config=None,
     )
-    return AuthGate(app, key_table(settings))
+    policy = policy_of(settings)
+    inner: Any = RateLimitGate(app, policy, lambda: state.get("runner")) if policy.enabled else app
+    return AuthGate(inner, key_table(settings))

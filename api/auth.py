@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -20,10 +20,11 @@ from config import defaults
 from config.settings import Settings
 from engine.errors import Forbidden
 
-__all__ = ["OPEN_PATHS", "AuthGate", "Principal", "principal_of", "scope_guard"]
+__all__ = ["OPEN_PATHS", "AuthGate", "Principal", "key_id", "principal_in", "principal_of", "route_path", "scope_guard"]
 
 OPEN_PATHS = frozenset({"/health", "/metrics"})
 _SCOPE_KEY = "taskyard.principal"
+KEY_ID_CHARS = 16  # hex characters of a key's SHA-256 that identify it (rate-limit buckets, logs)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Principal:
     project: str
     scopes: frozenset[str]
     authenticated: bool = True  # False: a webhook that presented no valid key; only a signature may admit it
+    key_id: str = ""  # the key's id (see key_id()) or "" when no key was presented; names its rate-limit bucket
 
     def allows(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
@@ -38,6 +40,9 @@ class Principal:
 
 ANONYMOUS = Principal(defaults.DEFAULT_PROJECT, frozenset({"admin"}))
 SIGNATURE_ONLY = Principal(defaults.DEFAULT_PROJECT, frozenset({"ingest"}), authenticated=False)
+# A signed artifact URL needs no key: its handler checks the signature. Exactly this path shape, and no scope.
+SIGNED_URL = Principal(defaults.DEFAULT_PROJECT, frozenset(), authenticated=False)
+_SIGNED_URL_PATH = re.compile(r"/artifacts/[0-9a-f]{32}/content")
 _SLASHES = re.compile(r"/{2,}")
 
 
@@ -45,13 +50,23 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def key_id(key: str) -> str:
+    """A key's public id: the first 16 hex characters of its SHA-256 (the key itself is never stored)."""
+    return _digest(key)[:KEY_ID_CHARS]
+
+
+def route_path(path: str) -> str:
+    """The path as the router will see it: it collapses repeated slashes and drops a trailing one."""
+    return "/" + _SLASHES.sub("/", path).strip("/")
+
+
 def key_table(settings: Settings) -> dict[str, Principal]:
     """SHA-256 of each configured key -> who it is."""
     table: dict[str, Principal] = {}
     if settings.api_key:
-        table[_digest(settings.api_key)] = ANONYMOUS
+        table[_digest(settings.api_key)] = replace(ANONYMOUS, key_id=key_id(settings.api_key))
     for spec in settings.api_keys:
-        table[_digest(spec.key)] = Principal(spec.project, frozenset(spec.scopes))
+        table[_digest(spec.key)] = Principal(spec.project, frozenset(spec.scopes), key_id=key_id(spec.key))
     return table
 
 
@@ -69,7 +84,7 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         # The path as the router will see it: it collapses repeated slashes, so must this check.
-        path = "/" + _SLASHES.sub("/", scope["path"]).strip("/")
+        path = route_path(scope["path"])
         if path in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
@@ -79,6 +94,8 @@ class AuthGate:
             # Whether this delivery may skip the key depends on its source, known only after routing: the
             # webhook handler refuses it (401) unless the source verifies its own signature.
             principal = SIGNATURE_ONLY
+        if principal is None and _SIGNED_URL_PATH.fullmatch(path):
+            principal = SIGNED_URL
         if principal is None:
             await _unauthorized(send)
             return
@@ -112,6 +129,11 @@ async def _unauthorized(send: Any) -> None:
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"www-authenticate", b"Bearer")]})
     await send({"type": "http.response.body", "body": body})
+
+
+def principal_in(scope: dict) -> Principal | None:
+    """Who the gate admitted this ASGI request as; None for an open path behind configured keys."""
+    return scope.get(_SCOPE_KEY)
 
 
 def principal_of(connection: ASGIConnection) -> Principal:

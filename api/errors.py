@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
@@ -16,27 +19,31 @@ from engine.errors import (
     NotFound,
     PayloadTooLarge,
     QueueFull,
+    RateLimited,
     StoreUnavailable,
     TaskyardError,
     Unauthorized,
+    UnsupportedContentType,
     ValidationFailed,
     WebhookInvalid,
 )
 from engine.ids import new_id
 
-__all__ = ["EXCEPTION_HANDLERS", "error_response"]
+__all__ = ["EXCEPTION_HANDLERS", "error_response", "send_error"]
 
 logger = logging.getLogger("taskyard.api")
 
 STATUS: list[tuple[type[TaskyardError], int]] = [
     (WebhookInvalid, 401),
     (PayloadTooLarge, 413),
+    (UnsupportedContentType, 415),
     (ValidationFailed, 400),
     (Unauthorized, 401),
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
     (QueueFull, 429),
+    (RateLimited, 429),
     (NoOnlineWorkers, 503),
     (StoreUnavailable, 503),
 ]
@@ -52,7 +59,7 @@ def _taskyard(request: Request, exc: TaskyardError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, AdmissionRefused) and exc.decision:
         extra["dispatch"] = exc.decision
-    if isinstance(exc, QueueFull):
+    if isinstance(exc, (QueueFull, RateLimited)):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
@@ -62,6 +69,16 @@ def _taskyard(request: Request, exc: TaskyardError) -> Response:
     if status == 500:
         return _internal(request, exc)
     return Response({"error": exc.message, **extra}, status_code=status, headers=headers)
+
+
+async def send_error(send: Any, exc: TaskyardError, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """The same error answer from an ASGI middleware in front of the app (no Litestar request there yet)."""
+    status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
+    body = json.dumps({"error": exc.message}).encode()
+    extra = [(b"retry-after", str(exc.retry_after).encode())] if isinstance(exc, RateLimited) else []
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra, *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _http(request: Request, exc: HTTPException) -> Response:

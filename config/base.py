@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["WORKER_NAME_RE", "Duration", "PositiveDuration", "Strict", "at_least", "parse_duration"]
+__all__ = ["WORKER_NAME_RE", "Duration", "PositiveDuration", "RateLimitSpec", "Strict", "at_least", "parse_duration"]
 
 WORKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -50,3 +50,10 @@ class Strict(BaseModel):
     """Unknown keys are errors; parsed settings never change."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RateLimitSpec(Strict):
+    """A token bucket: up to ``burst`` requests at once, refilled at ``per_second`` requests a second."""
+
+    burst: int = Field(ge=1)  # tokens (requests) the bucket holds when full
+    per_second: float = Field(gt=0)  # tokens added a second

@@ -37,3 +37,25 @@ GITHUB_MAX_COMMENT_CHARS = 65_000  # characters of a write-back comment; GitHub 
 MAX_EVENT_ERROR_CHARS = 2000  # characters of an event error or state-history detail kept
 AUDIT_PAGE = 100  # audit entries GET /logs answers when no limit is given
 ENGINE_PROCESSES = 1  # engine processes per serve (each with its own interpreter lock; more use more cores)
+
+# Trace artifacts
+ARTIFACT_MAX_BYTES = 10_485_760  # bytes (10 MiB), largest artifact accepted
+ARTIFACT_URL_TTL_S = 3600  # seconds (1 hour) a signed artifact URL stays valid
+ARTIFACT_MULTIPART_OVERHEAD_BYTES = 65_536  # bytes (64 KiB) a multipart body may add (boundaries, part headers)
+ARTIFACT_CONTENT_TYPES = (  # media types an artifact may have; application/octet-stream is left out on purpose
+    "text/plain", "text/markdown", "text/csv", "text/x-diff", "application/json", "application/x-ndjson",
+    "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "application/zip", "application/gzip",
+)
+
+# Traces
+TRACE_MAX_BATCH = 1000  # events per POST /api/traces/{id}/events at most
+TRACE_MAX_EVENT_BYTES = 262_144  # bytes (256 KiB) of one stored event (its JSON)
+TRACE_MAX_BODY_BYTES = 16_777_216  # bytes (16 MiB), largest event batch body accepted
+TRACE_PAGE = 100  # events GET /api/traces/{id}/events answers when no limit is given
+TRACE_MAX_PAGE = 1000  # events per page at most
+SSE_HEARTBEAT_S = 15.0  # seconds between SSE comment heartbeats
+
+# Usage and agent telemetry (MeshAI shapes)
+AGENT_DEGRADED_AFTER_S = 120.0  # seconds without an agent heartbeat before it counts as degraded (MeshAI: 2 min)
+AGENT_DOWN_AFTER_S = 300.0  # seconds without an agent heartbeat before it counts as down (MeshAI: 5 min)
+USAGE_MAX_BATCH = 100  # usage records per POST /telemetry/usages at most

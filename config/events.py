@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from config import defaults
-from config.base import WORKER_NAME_RE, Strict
+from config.base import WORKER_NAME_RE, RateLimitSpec, Strict
 
 __all__ = ["PolicySpec", "RuleSpec", "ScheduleSpec", "SourceSpec", "TopScheduleSpec", "WorkerRuleSpec", "cron_trigger"]
 
@@ -41,6 +41,7 @@ class SourceSpec(Strict):
     delivery_header: str | None = None
     event_header: str | None = None
     max_body_bytes: int = Field(default=defaults.WEBHOOK_MAX_BODY_BYTES, ge=1)  # bytes
+    rate_limit: RateLimitSpec | None = None  # one bucket for every delivery to this source; off unless set
 
     @model_validator(mode="before")
     @classmethod

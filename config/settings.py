@@ -20,7 +20,15 @@ from pydantic import (
 )
 
 from config import defaults
-from config.base import WORKER_NAME_RE, Duration, PositiveDuration, Strict, at_least, parse_duration
+from config.base import (
+    WORKER_NAME_RE,
+    Duration,
+    PositiveDuration,
+    RateLimitSpec,
+    Strict,
+    at_least,
+    parse_duration,
+)
 from config.events import (
     PolicySpec,
     RuleSpec,
@@ -29,12 +37,17 @@ from config.events import (
     TopScheduleSpec,
     WorkerRuleSpec,
 )
+from config.pricing import PriceList, PriceSpec
+from config.telemetry import AgentHealthSpec
 
 __all__ = [
+    "AgentHealthSpec",
     "ApiKeySpec",
+    "ArtifactSettings",
     "Duration",
     "OutboundSpec",
     "PolicySpec",
+    "PriceSpec",
     "RateLimitSpec",
     "RepoSpec",
     "RuleSpec",
@@ -42,22 +55,26 @@ __all__ = [
     "Settings",
     "SourceSpec",
     "TopScheduleSpec",
+    "TraceSettings",
     "WorkerSpec",
     "parse_duration",
 ]
 
 Scope = Literal["admin", "submit", "ingest", "read"]
 
-class RateLimitSpec(Strict):
-    burst: int = Field(ge=1)
-    per_second: float = Field(gt=0)
-
-
 def _check_key(value: str | None) -> str | None:
     if value is not None and (not value.strip() or value != value.strip()):
         raise ValueError("must be a non-empty key without surrounding spaces (an empty ${VAR} would turn "
                          "authentication off; remove the key to run without one)")
     return value
+
+
+class TraceSettings(Strict):
+    """Limits on trace ingest (``traces:``)."""
+
+    max_batch: int = Field(default=defaults.TRACE_MAX_BATCH, ge=1, le=100_000)  # events per request
+    max_event_bytes: int = Field(default=defaults.TRACE_MAX_EVENT_BYTES, ge=256)  # bytes of one event's JSON
+    max_body_bytes: int = Field(default=defaults.TRACE_MAX_BODY_BYTES, ge=1024)  # bytes of one request body
 
 
 class ApiKeySpec(Strict):
@@ -71,6 +88,25 @@ class ApiKeySpec(Strict):
 
 class OutboundSpec(Strict):
     allow_hosts: list[str] = Field(default_factory=list)
+
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/(?:[a-z0-9][a-z0-9!#$&^_.+-]*|\*)")
+
+
+class ArtifactSettings(Strict):
+    """Trace artifacts (``artifacts:``): the largest upload and the media types allowed (``image/*`` allows a
+    whole family)."""
+
+    max_bytes: int = Field(default=defaults.ARTIFACT_MAX_BYTES, ge=1)  # bytes
+    content_types: list[str] = Field(default_factory=lambda: list(defaults.ARTIFACT_CONTENT_TYPES))
+
+    @field_validator("content_types")
+    @classmethod
+    def _media_types(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _MEDIA_TYPE.fullmatch(item):
+                raise ValueError(f"{item!r} is not a lowercase media type such as text/plain or image/*")
+        return value
 
 
 class RepoSpec(Strict):
@@ -160,8 +196,10 @@ class Settings(Strict):
     host: str = defaults.HOST
     port: int = Field(default=defaults.PORT, ge=0, le=65535)
     max_queue_depth: int = Field(default=defaults.MAX_QUEUE_DEPTH, ge=1)
-    rate_limit: RateLimitSpec | None = None
+    rate_limit: RateLimitSpec | None = None  # per API key (api_keys[].rate_limit overrides); off unless set
+    project_rate_limits: dict[str, RateLimitSpec] = Field(default_factory=dict)  # one bucket per listed project
     outbound: OutboundSpec = Field(default_factory=OutboundSpec)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
     workers: list[WorkerSpec] = Field(default_factory=list)
     workers_dir: Path | None = None
@@ -178,6 +216,9 @@ class Settings(Strict):
     # engine processes per serve (webhook matching, dispatch, write-back); each has its own interpreter lock
     engine_processes: int = Field(default=defaults.ENGINE_PROCESSES, ge=1, le=64)
     schedules: list[TopScheduleSpec] = Field(default_factory=list)
+    traces: TraceSettings = Field(default_factory=TraceSettings)
+    pricing: PriceList = Field(default_factory=list)  # LLM prices replacing or adding to config/pricing.py
+    agent_health: AgentHealthSpec = Field(default_factory=AgentHealthSpec)  # MeshAI agents' heartbeat ages
     _worker_files: dict[str, str] = PrivateAttr(default_factory=dict)  # worker -> workers_dir file it came from
 
     @property
@@ -208,6 +249,14 @@ class Settings(Strict):
                 raise ValueError(f"source name {name!r} must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 100 characters)")
             if name == "schedule":
                 raise ValueError("the source name 'schedule' is reserved for cron schedules")
+        return value
+
+    @field_validator("project_rate_limits")
+    @classmethod
+    def _project_names(cls, value: dict[str, RateLimitSpec]) -> dict[str, RateLimitSpec]:
+        for name in value:
+            if not WORKER_NAME_RE.fullmatch(name):
+                raise ValueError(f"project name {name!r} must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
         return value
 
     @field_validator("redis_url")

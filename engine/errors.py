@@ -10,15 +10,19 @@ status and mecha's message in one place (``api/errors.py``); nothing else builds
     ├── StoreUnavailable            Redis cannot be reached or answered with an error
     ├── ValidationFailed            a request is malformed (message is mecha's, e.g. "prompt is required")
     │   ├── WebhookInvalid          a webhook delivery failed its signature or shape check ("webhook validation failed")
-    │   └── PayloadTooLarge         a body over its limit (413)
+    │   ├── PayloadTooLarge         a body over its limit (413)
+    │   │   └── ArtifactTooLarge    an artifact upload over `artifacts.max_bytes`
+    │   └── UnsupportedContentType  an artifact whose content type is not allowed (415)
     ├── NotFound                    a record does not exist (or belongs to another project)
-    │   ├── TaskNotFound / EventNotFound / WorkerNotFound
+    │   ├── TaskNotFound / EventNotFound / WorkerNotFound / TraceNotFound / ArtifactNotFound
     │   └── UnknownSource           a webhook for a source the config does not define
     ├── Conflict                    the request contradicts stored state (e.g. a worker name already taken)
     ├── AdmissionRefused            the dispatcher would not take the task; nothing was stored
     │   ├── NoOnlineWorkers
     │   └── QueueFull
     ├── Unauthorized / Forbidden    authentication or scope failures
+    │   └── InvalidSignature        a signed artifact URL that is tampered with or expired (403)
+    ├── RateLimited                 a caller used up its rate limit (429 with Retry-After)
     ├── BackendError                a worker backend could not run a task (bad command, unreachable endpoint)
     ├── GitHubError                 a GitHub API call failed; ``retryable`` says whether a later try may work
     ├── TemplateInvalid             a prompt template does not compile (found when the config is checked)
@@ -32,6 +36,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "AdmissionRefused",
+    "ArtifactNotFound",
+    "ArtifactTooLarge",
     "BackendError",
     "ConfigError",
     "ConfigIssue",
@@ -40,17 +46,21 @@ __all__ = [
     "FilterInvalid",
     "Forbidden",
     "GitHubError",
+    "InvalidSignature",
     "NoOnlineWorkers",
     "NotFound",
     "PayloadTooLarge",
     "QueueFull",
+    "RateLimited",
     "StoreUnavailable",
     "TaskNotFound",
+    "TraceNotFound",
     "TaskyardError",
     "TemplateFailed",
     "TemplateInvalid",
     "Unauthorized",
     "UnknownSource",
+    "UnsupportedContentType",
     "ValidationFailed",
     "WebhookInvalid",
     "WorkerNotFound",
@@ -128,6 +138,10 @@ class EventNotFound(NotFound):
     message = "event not found"
 
 
+class TraceNotFound(NotFound):
+    message = "trace not found"
+
+
 class UnknownSource(NotFound):
     """A webhook was posted to a source the config does not define (``sources:``)."""
 
@@ -139,6 +153,28 @@ class PayloadTooLarge(ValidationFailed):
     """A request body is over its limit (a webhook source's ``max_body_bytes``); answered 413 unread."""
 
     message = "request body too large"
+
+
+class ArtifactTooLarge(PayloadTooLarge):
+    """An artifact upload passed ``artifacts.max_bytes``; nothing was kept. Raise the limit in the config or
+    upload a smaller file (compress it: application/gzip and application/zip are allowed by default)."""
+
+    message = "artifact too large"
+
+
+class UnsupportedContentType(ValidationFailed):
+    """An artifact's content type is not in ``artifacts.content_types``. Send the right ``Content-Type`` (the
+    header of a raw body, or of the file part of a multipart body), or add the type to the allowlist."""
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(f"unsupported content type: {content_type}")
+        self.content_type = content_type
+
+
+class ArtifactNotFound(NotFound):
+    """No artifact with that id in the caller's project."""
+
+    message = "artifact not found"
 
 
 class WorkerNotFound(NotFound):
@@ -184,6 +220,24 @@ class Forbidden(TaskyardError):
     """The API key is valid but lacks the scope this route needs (admin, submit, ingest or read)."""
 
     message = "forbidden"
+
+
+class RateLimited(TaskyardError):
+    """The caller's API key, project or webhook source used up its ``rate_limit``. Retry after ``retry_after``
+    seconds; raise the limit (``burst``, ``per_second``) in the config if the traffic is expected."""
+
+    message = "rate limit exceeded"
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__()
+        self.retry_after = max(1, retry_after)  # seconds
+
+
+class InvalidSignature(Forbidden):
+    """A signed artifact URL whose signature does not match, or whose time ran out. Ask
+    ``GET /artifacts/{id}`` (with an API key) for a fresh one."""
+
+    message = "invalid or expired signature"
 
 
 class BackendError(TaskyardError):

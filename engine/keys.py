@@ -58,6 +58,26 @@ TEMPLATES: dict[str, str] = {
     "conc": "ty:conc:{project}:{rule}:{value}",  # string: task id holding a rule's concurrency key
     "audit": "ty:audit",  # stream: the audit trail (event received, rule matched, task sent, write-back...)
     "conc_wait": "ty:conc:{project}:{rule}:{value}:wait",  # list: JSON deferred dispatches (on_conflict queue)
+    # traces (issue 4): one per task run (trace id = task id) or per external agent run
+    "trace": "ty:trace:{id}",  # hash: the trace record (project, name, agent, status, counts, tokens, cost)
+    "trace_events": "ty:trace:{id}:events",  # stream: the events, entry id "<seq>-0"
+    "trace_keys": "ty:trace:{id}:keys",  # hash: idempotency key -> seq of the event stored under it
+    "trace_seq": "ty:seq:trace",  # counter: gives every trace a strictly growing list position
+    "tr_all": "ty:p:{project}:traces",  # zset: trace id by seq
+    "tr_status": "ty:p:{project}:traces:s:{status}",  # zset: trace id by seq, one per status
+    "tr_agent": "ty:p:{project}:traces:a:{agent}",  # zset: trace id by seq, one per agent
+    "tr_agent_status": "ty:p:{project}:traces:as:{agent}:{status}",  # zset: by agent and status
+    # usage and cost (LLM calls in traces, MeshAI usage records)
+    "usage": "ty:p:{project}:usage",  # stream: one entry per usage record (agent, model, worker, tokens, cost)
+    # external agents' heartbeats (MeshAI)
+    "agents": "ty:p:{project}:agents",  # zset: agent id -> last heartbeat (ms)
+    # artifacts attached to traces
+    "artifact": "ty:artifact:{id}",  # hash: artifact metadata (trace, project, content type, size, sha256)
+    "trace_artifacts": "ty:trace:{id}:artifacts",  # zset: artifact id by seq, one per trace
+    "artifact_seq": "ty:seq:artifact",  # counter: gives every artifact a strictly growing list position
+    "secret": "ty:secret:{name}",  # string: a server-wide secret made once (e.g. the artifact URL signing key)
+    # rate limits
+    "ratelimit": "ty:rl:{bucket}",  # hash: token bucket (tokens, last refill ms)
     # metrics shared by every process
     "metrics": "ty:metrics",  # hash: counters
     "latency": "ty:metrics:dispatch_latency",  # hash: histogram buckets (le -> count), sum_ms, count

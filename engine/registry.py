@@ -82,14 +82,16 @@ class WorkerStatus:
         }
 
 
-def health_of(last_heartbeat_ms: int | None, now_ms: int) -> str:
-    """healthy < 2 min, degraded 2-5 min, down > 5 min, unknown when it never heartbeat."""
+def health_of(last_heartbeat_ms: int | None, now_ms: int, *, degraded_after_ms: int = HEALTHY_MAX_AGE_MS,
+              down_after_ms: int = DEGRADED_MAX_AGE_MS) -> str:
+    """By heartbeat age (MeshAI's rule): healthy below ``degraded_after_ms`` (2 min), degraded below
+    ``down_after_ms`` (5 min), down from then on; unknown when it never sent one. Workers and agents alike."""
     if last_heartbeat_ms is None:
         return "unknown"
     age = now_ms - last_heartbeat_ms
-    if age < HEALTHY_MAX_AGE_MS:
+    if age < degraded_after_ms:
         return "healthy"
-    return "degraded" if age < DEGRADED_MAX_AGE_MS else "down"
+    return "degraded" if age < down_after_ms else "down"
 
 
 def redact(value: Any, key: str = "") -> Any:

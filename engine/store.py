@@ -31,7 +31,8 @@ __all__ = ["AsyncRunner", "Op", "Runner", "SyncRunner", "ThreadLocalRunner", "sc
 T = TypeVar("T")
 
 SCRIPTS = ("admit", "claim", "fetch_claim", "finish", "reap", "redispatch", "cancel", "list_tasks", "worker_status",
-           "event_receive", "event_update", "event_list", "conc", "event_match")
+           "event_receive", "event_update", "event_list", "conc", "event_match",
+           "trace_create", "trace_ingest", "trace_list", "ratelimit", "usage_sum")
 
 
 class Runner(Protocol):

@@ -6,6 +6,7 @@ from typing import Any
 
 from config import defaults
 from config.settings import WORKER_NAME_RE, parse_duration
+from engine.bodies import object_body
 from engine.errors import ValidationFailed
 from engine.models import SubmitRequest
 
@@ -33,11 +34,7 @@ def _opt_str(body: dict[str, Any], name: str) -> str | None:
 def parse_submit(body: Any) -> SubmitRequest:
     """The request, or ValidationFailed with mecha's message (``invalid request body``, ``prompt is required``,
     ``max_retries must be between 1 and 10``)."""
-    if not isinstance(body, dict):
-        raise ValidationFailed("invalid request body")
-    unknown = set(body) - _FIELDS
-    if unknown:
-        raise ValidationFailed(f"invalid request body: unknown field {sorted(unknown)[0]!r}")
+    body = object_body(body, _FIELDS)
     prompt = body.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise ValidationFailed("invalid request body")

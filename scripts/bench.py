@@ -1,6 +1,6 @@
 """Taskyard benchmarks, each side by side with the bare library on the same machine and settings.
 
-    scripts/bench [--redis-url URL] [--only submit|e2e|latency|webhook] [--duration S] [--tasks N]
+    scripts/bench [--redis-url URL] [--only submit|e2e|latency|webhook|traces|sse] [--duration S] [--tasks N]
 
 1. submit:  POST /task throughput and p50/p99 latency at 32 connections (wrk), vs a bare Litestar route
             that parses the same JSON and answers 202, both on one uvicorn process with the same settings.
@@ -10,6 +10,8 @@
 3. latency: submit to handler start (dispatched_at - created_at) at a paced 100 tasks/s.
 4. webhook: signed GitHub deliveries with 200 rules loaded (scripts/bench_webhook.py): the 202 rate, p50/p99,
             and the rate of webhook in -> task admitted.
+5. traces:  trace ingest, 100-event batches at 16 connections (scripts/bench_traces.py): events/s, p50/p99.
+6. sse:     live-stream delivery latency to 100 subscribers of one trace (scripts/bench_traces.py).
 
 Needs `wrk` (Debian: apt-get install wrk) for the submit benchmark. Flushes the Redis database it is given
 (default: database 11 of the local server). Prints a summary table; figures go in docs/benchmarks.md by hand.
@@ -44,12 +46,14 @@ from config.settings import WorkerSpec  # noqa: E402
 from engine import registry  # noqa: E402
 from engine.clock import now_ms  # noqa: E402
 from engine.store import SyncRunner  # noqa: E402
+from scripts.bench_traces import bench_ingest, bench_sse  # noqa: E402
 from scripts.bench_webhook import bench_webhook  # noqa: E402
 
 PY = sys.executable
 WRK_THREADS = 2
 WRK_CONNECTIONS = 32
 E2E_THREADS = 8
+INGEST_CONNECTIONS = 16  # the trace ingest target is stated at 16 connections
 
 
 def free_port() -> int:
@@ -103,11 +107,12 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def run_wrk(url: str, duration: int, tmp: Path, script: Path | None = None) -> dict[str, float]:
+def run_wrk(url: str, duration: int, tmp: Path, script: Path | None = None, *,
+            connections: int = WRK_CONNECTIONS) -> dict[str, float]:
     if script is None:
         script = tmp / "post.lua"
         script.write_text(WRK_SCRIPT)
-    out = subprocess.run(["wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{duration}s", "--latency",
+    out = subprocess.run(["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -236,10 +241,15 @@ def _ms(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
 
 
+def serve(config: Path, port: int, log: Path):  # noqa: ANN201
+    return process([PY, "-m", "api.cli", "serve", "--no-workers", "--config", str(config), "--port", str(port)],
+                   log=log)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11")
-    parser.add_argument("--only", choices=["submit", "e2e", "latency", "webhook"])
+    parser.add_argument("--only", choices=["submit", "e2e", "latency", "webhook", "traces", "sse"])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--tasks", type=int, default=10_000)
     args = parser.parse_args()
@@ -257,17 +267,18 @@ def main() -> int:
             report["e2e_ratio"] = round(e2e["taskyard"] / e2e["bare dramatiq"], 2)
         if args.only in (None, "latency"):
             report["dispatch_latency_at_100_per_s"] = bench_latency(args.redis_url, 100, 10, tmp)
+        if args.only in (None, "webhook", "traces") and not shutil.which("wrk"):
+            raise SystemExit("the webhook and traces benchmarks need wrk: apt-get install wrk")
         if args.only in (None, "webhook"):
-            if not shutil.which("wrk"):
-                raise SystemExit("the webhook benchmark needs wrk: apt-get install wrk")
-
-            def serve(config: Path, port: int, log: Path):  # noqa: ANN202
-                return process([PY, "-m", "api.cli", "serve", "--no-workers", "--config", str(config), "--port",
-                                str(port)], log=log)
-
             report["webhook"] = bench_webhook(
                 args.redis_url, args.duration, tmp, fixtures=ROOT / "tests" / "fixtures" / "github-webhooks",
                 serve=serve, run_wrk=run_wrk, free_port=free_port, wait_http=wait_http)
+        if args.only in (None, "traces"):
+            report["trace_ingest"] = bench_ingest(
+                args.redis_url, args.duration, tmp, serve=serve, free_port=free_port, wait_http=wait_http,
+                run_wrk=lambda url, d, t, script: run_wrk(url, d, t, script, connections=INGEST_CONNECTIONS))
+        if args.only in (None, "sse"):
+            report["sse"] = bench_sse(args.redis_url, tmp, serve=serve, free_port=free_port, wait_http=wait_http)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -16,6 +16,7 @@ from config.settings import Settings, WorkerSpec
 from engine.connect import safe_url
 from engine.embedded import resolve_redis
 from engine.errors import StoreUnavailable, TaskyardError
+from engine.pricing import PriceBook
 from engine.reaper import ReaperOptions
 from workers.runtime import RuntimeOptions, WorkerRuntime
 
@@ -58,7 +59,7 @@ def runtime_options(settings: Settings, redis_url: str, *, source: str) -> Runti
         redis_url=redis_url, heartbeat_interval_s=settings.heartbeat_interval,
         offline_after_s=settings.offline_after_s, drain_timeout_s=settings.drain_timeout,
         poll_timeout_s=settings.poll_timeout, max_lost=settings.max_lost_deliveries, source=source,
-        reaper=reaper_options(settings))
+        reaper=reaper_options(settings), traces=settings.traces, prices=PriceBook.build(settings.pricing))
 
 
 def startup_error(command: str, settings: Settings, exc: TaskyardError) -> str:

@@ -11,28 +11,33 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import dramatiq
 
 from config import defaults
-from config.settings import WorkerSpec
+from config.settings import TraceSettings, WorkerSpec
 from engine import keys, registry, tasks
 from engine.clock import now_ms
 from engine.connect import sync_client
 from engine.errors import StoreUnavailable
 from engine.ids import new_id
 from engine.models import Task
+from engine.pricing import PriceBook
 from engine.reaper import Reaper, ReaperOptions
 from engine.store import Op, ThreadLocalRunner
 from workers.backends import Backend, Outcome, RunHandle, TaskContext, backend_for
 from workers.backends.endpoint import check_health
 from workers.broker import TaskyardBroker
 from workers.liveness import CancelWatcher, Loop, ReaperLoop
+from workers.tracing import FLUSH_INTERVAL_S, RunTrace
 
 __all__ = ["RuntimeOptions", "WorkerRuntime"]
 
@@ -54,6 +59,8 @@ class RuntimeOptions:
     max_lost: int
     source: str = "process"  # who defines the workers: config | process
     reaper: ReaperOptions | None = None  # run the reaper in this process with these options
+    traces: TraceSettings = field(default_factory=TraceSettings)
+    prices: PriceBook = field(default_factory=PriceBook.build)  # prices LLM calls reported without a cost
 
 
 class WorkerRuntime:
@@ -75,6 +82,8 @@ class WorkerRuntime:
         self._orphans: dict[str, int] = {}  # task id -> when this process first saw it held but unknown (ms)
         self._dramatiq: list[tuple[dramatiq.Worker, TaskyardBroker]] = []
         self._loops: list[Loop | CancelWatcher] = []
+        self._traces: dict[str, RunTrace] = {}  # task id -> the trace of its run in progress
+        self._trace_dir = Path(tempfile.mkdtemp(prefix="taskyard-traces-"))  # command workers' trace files
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -83,6 +92,7 @@ class WorkerRuntime:
         self._check_health()
         self._heartbeat()
         self._loops.append(Loop("heartbeat", self.options.heartbeat_interval_s, self._heartbeat))
+        self._loops.append(Loop("traces", FLUSH_INTERVAL_S, self._flush_traces))
         if any(s.endpoint for s in self.specs):
             # Slow health probes must never delay a heartbeat (a late heartbeat gets a live process reaped).
             self._loops.append(Loop("health", self.options.heartbeat_interval_s, self._check_health))
@@ -149,6 +159,7 @@ class WorkerRuntime:
         except StoreUnavailable:
             logger.warning("could not deregister; the reaper will requeue this process's tasks")
         self.runner.close()
+        shutil.rmtree(self._trace_dir, ignore_errors=True)
         for loop in self._loops:
             if isinstance(loop, CancelWatcher):
                 loop.client.close()
@@ -185,6 +196,10 @@ class WorkerRuntime:
                 logger.warning("gave back an orphaned task", extra={"task_id": task_id, "applied": applied})
                 del self._orphans[task_id]
 
+    def _flush_traces(self) -> None:
+        for trace in list(self._traces.values()):
+            trace.flush()
+
     def _on_cancel(self, task_id: str) -> None:
         with self._running_lock:
             handle = self.running.get(task_id)
@@ -218,6 +233,7 @@ class WorkerRuntime:
         try:
             ctx = TaskContext(id=task.id, prompt=task.prompt, context=task.context, worker=spec.name,
                               attempt=task.attempts, timeout=task.timeout or spec.timeout)
+            trace = self._start_trace(spec, task, ctx)
             try:
                 # Aborted before it began (cancelled, or the process is stopping): do not start it at all.
                 outcome = (Outcome("aborted", error=handle.reason) if handle.stop.is_set()
@@ -225,6 +241,7 @@ class WorkerRuntime:
             except Exception as exc:  # a backend bug must not lose the task
                 logger.exception("backend raised", extra={"task_id": task_id})
                 outcome = Outcome("failed", error=f"{type(exc).__name__}: {exc}")
+            self._end_trace(trace, spec, task, handle, outcome)
             try:
                 return self._record(spec, task, handle, outcome, ack)
             except Exception as exc:  # never leave a task dispatched because its outcome could not be stored
@@ -235,6 +252,35 @@ class WorkerRuntime:
         finally:
             with self._running_lock:
                 self.running.pop(task_id, None)
+
+    def _start_trace(self, spec: WorkerSpec, task: Task, ctx: TaskContext) -> RunTrace:
+        trace_file = None
+        if spec.kind == "command":
+            trace_file = self._trace_dir / f"{task.id}.{task.attempts}.jsonl"
+            trace_file.touch()
+            ctx.trace_file = str(trace_file)
+        trace = RunTrace(self.runner, task, ctx, proc_id=self.proc_id, prices=self.options.prices,
+                         limits=self.options.traces, trace_file=trace_file)
+        trace.start()
+        self._traces[task.id] = trace
+        return trace
+
+    def _end_trace(self, trace: RunTrace, spec: WorkerSpec, task: Task, handle: RunHandle,
+                   outcome: Outcome) -> None:
+        """The run's last events and ``session_end``, written before the outcome so a finished task's trace
+        is complete. Tracing never fails a task."""
+        self._traces.pop(task.id, None)
+        try:
+            if handle.reason == "shutdown":
+                outcome = Outcome("failed", error="worker stopping: the task goes back on its queue",
+                                  exit_code=outcome.exit_code, events=outcome.events)
+                trace.finish(outcome, will_retry=True)
+                return
+            will_retry = (handle.reason != "cancelled" and outcome.status != "completed" and outcome.retryable
+                          and task.attempts < (task.max_retries or spec.max_retries))
+            trace.finish(outcome, reason=handle.reason, will_retry=will_retry)
+        except Exception:
+            logger.exception("could not write the run's trace", extra={"task_id": task.id})
 
     def _record(self, spec: WorkerSpec, task: Task, handle: RunHandle, outcome: Outcome,
                 ack: tasks.Ack | None) -> bool:

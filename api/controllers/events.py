@@ -6,7 +6,6 @@ length over it is refused 413 before a byte is read, a chunked body as soon as i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -14,44 +13,22 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from api.auth import principal_of
-from api.controllers.body import json_body
-from api.controllers.tasks import _int_param
+from api.controllers.body import int_param, json_body, read_limited
+from api.controllers.mesedi import mesedi_events
 from config import defaults
-from engine.errors import PayloadTooLarge, Unauthorized, ValidationFailed
+from engine.clock import parse_ms
+from engine.errors import Unauthorized
 from engine.event_service import EventService
+from engine.mesedi import MesediAdapter
 
-__all__ = ["EventController", "read_limited"]
+__all__ = ["EventController"]
 
 Events = NamedDependency[EventService]  # the app's EventService, injected by name ("events")
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _since_ms(value: str | None) -> int | None:
     """``since`` as epoch milliseconds or an RFC 3339 time (``2026-11-23T09:00:00Z``)."""
-    if value is None:
-        return None
-    if value.isascii() and value.isdigit() and len(value) <= 15:
-        return int(value)
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationFailed("invalid since: epoch milliseconds or an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return None if value is None else parse_ms(value, "since")
 
 
 class EventController(Controller):
@@ -69,12 +46,17 @@ class EventController(Controller):
         receipt = await events.receive(source, headers, body, project=principal.project)
         return Response(receipt.to_public(), status_code=202 if receipt.status == "received" else 200)
 
+    @post("/events", status_code=200, opt={"scope": "ingest"}, request_max_body_size=None,
+          summary="Mesedi: append execution events (a JSON array), idempotent on event_id")
+    async def mesedi_events(self, request: Request, mesedi: NamedDependency[MesediAdapter]) -> dict[str, Any]:
+        return await mesedi_events(request, mesedi)
+
     @get("/events", opt={"scope": "read"}, summary="List webhook events, newest first")
     async def index(self, request: Request, events: Events) -> Response[list[dict[str, Any]]]:
         q = request.query_params
         page, cursor = await events.list_events(
             principal_of(request).project, state=q.get("state") or None, source=q.get("source") or None,
-            limit=_int_param(q.get("limit"), "limit"), cursor=q.get("cursor") or None)
+            limit=int_param(q.get("limit"), "limit"), cursor=q.get("cursor") or None)
         headers = {"X-Next-Cursor": cursor} if cursor else {}
         return Response([e.to_public() for e in page], headers=headers)
 
@@ -90,7 +72,7 @@ class EventController(Controller):
     async def logs(self, request: Request, events: Events) -> list[dict[str, Any]]:
         q = request.query_params
         since_ms = _since_ms(q.get("since") or None)
-        limit = _int_param(q.get("limit"), "limit")
+        limit = int_param(q.get("limit"), "limit")
         return await events.logs(principal_of(request).project, event=q.get("event") or None,
                                  task=q.get("task") or None, action=q.get("action") or None, since_ms=since_ms,
                                  limit=defaults.AUDIT_PAGE if limit is None else limit)

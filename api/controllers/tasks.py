@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 
 from api.auth import principal_of
-from api.controllers.body import Service, json_body
-from engine.errors import ValidationFailed
+from api.controllers.body import Service, int_param, json_body
 
 __all__ = ["TaskController"]
-
-
-def _int_param(value: str | None, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    if not re.fullmatch(r"[0-9]{1,9}", value):  # ASCII digits only: int() would take "١" or "1_0"
-        raise ValidationFailed(f"invalid {name}: must be an integer")
-    return int(value)
 
 
 class TaskController(Controller):
@@ -45,6 +35,6 @@ class TaskController(Controller):
         q = request.query_params
         page, cursor = await service.list(
             principal_of(request).project, state=q.get("state") or None, worker=q.get("worker") or None,
-            limit=_int_param(q.get("limit"), "limit"), cursor=q.get("cursor") or None)
+            limit=int_param(q.get("limit"), "limit"), cursor=q.get("cursor") or None)
         headers = {"X-Next-Cursor": cursor} if cursor else {}
         return Response([t.to_public() for t in page], headers=headers)

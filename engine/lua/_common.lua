@@ -284,3 +284,19 @@ local function merge_deferred(id)
   redis.call("hset", k_event(id), "matches", cjson.encode(matches))
   redis.call("del", side)
 end
+
+-- A trace in its list indexes: all, by status, by agent, by agent and status (score = its list seq).
+local function trace_index(project, id, agent, status, seq)
+  redis.call("zadd", k_tr_all(project), seq, id)
+  redis.call("zadd", k_tr_status(project, status), seq, id)
+  if agent ~= "" then
+    redis.call("zadd", k_tr_agent(project, agent), seq, id)
+    redis.call("zadd", k_tr_agent_status(project, agent, status), seq, id)
+  end
+end
+
+-- Takes a trace out of the indexes of one status (before trace_index puts it under another).
+local function trace_unindex(project, id, agent, status)
+  redis.call("zrem", k_tr_status(project, status), id)
+  if agent ~= "" then redis.call("zrem", k_tr_agent_status(project, agent, status), id) end
+end

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -11,8 +14,10 @@ import redis.asyncio as aioredis
 from config.settings import WorkerSpec
 from engine import registry
 from engine.clock import now_ms
+from engine.reaper import ReaperOptions
 from engine.service import ServiceOptions, TaskService
 from engine.store import AsyncRunner, SyncRunner
+from workers.runtime import RuntimeOptions, WorkerRuntime
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +68,57 @@ def spec_factory() -> Iterator[Callable[..., WorkerSpec]]:
         return WorkerSpec(name=name, **kw)
 
     yield make
+
+
+@pytest.fixture()
+def start_runtime(redis_client, redis_url: str) -> Iterator[Callable[..., WorkerRuntime]]:
+    started: list[WorkerRuntime] = []
+
+    def start(*specs: WorkerSpec, drain_timeout_s: float = 5.0) -> WorkerRuntime:
+        runtime = WorkerRuntime(list(specs), RuntimeOptions(
+            redis_url=redis_url, heartbeat_interval_s=0.5, offline_after_s=1.5, drain_timeout_s=drain_timeout_s,
+            poll_timeout_s=0.5, max_lost=3,
+            reaper=ReaperOptions(offline_after_ms=1500, task_expiry_ms=3_600_000, max_lost=3)))
+        runtime.start()
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in started:
+        runtime.stop()
+
+
+class Endpoint(BaseHTTPRequestHandler):
+    """A worker endpoint (mecha's contract) answering from ``script``: [(status, JSON body), ...]."""
+
+    calls: list[dict] = []
+    script: list[tuple[int, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls.append(body)
+        status, payload = type(self).script.pop(0) if type(self).script else (200, {"result": "done"})
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def endpoint() -> Iterator[str]:
+    Endpoint.calls, Endpoint.script = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +12,10 @@ import pytest
 
 from config.settings import WorkerSpec
 from engine.models import Task
-from engine.reaper import ReaperOptions
-from tests.integration.conftest import ServiceHarness
+from tests.integration.conftest import Endpoint, ServiceHarness
 from tests.procfs import process_alive
-from workers.runtime import RuntimeOptions, WorkerRuntime
 
 FINAL = {"completed", "failed", "cancelled"}
-
-
-@pytest.fixture()
-def start_runtime(redis_client, redis_url: str) -> Iterator[Callable[..., WorkerRuntime]]:
-    started: list[WorkerRuntime] = []
-
-    def start(*specs: WorkerSpec, drain_timeout_s: float = 5.0) -> WorkerRuntime:
-        runtime = WorkerRuntime(list(specs), RuntimeOptions(
-            redis_url=redis_url, heartbeat_interval_s=0.5, offline_after_s=1.5, drain_timeout_s=drain_timeout_s,
-            poll_timeout_s=0.5, max_lost=3,
-            reaper=ReaperOptions(offline_after_ms=1500, task_expiry_ms=3_600_000, max_lost=3)))
-        runtime.start()
-        started.append(runtime)
-        return runtime
-
-    yield start
-    for runtime in started:
-        runtime.stop()
 
 
 def wait_task(service: ServiceHarness, task_id: str, *, states: set[str] = FINAL, timeout: float = 15) -> Task:
@@ -168,48 +145,14 @@ def test_a_claim_whose_reply_was_lost_is_given_back(start_runtime, service: Serv
     assert (back.state, back.owner, back.lost) == ("pending", None, 0)
 
 
-class _Endpoint(BaseHTTPRequestHandler):
-    calls: list[dict] = []
-    script: list[tuple[int, Any]] = []
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).calls.append(body)
-        status, payload = type(self).script.pop(0) if type(self).script else (200, {"result": "done"})
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture()
-def endpoint() -> Iterator[str]:
-    _Endpoint.calls, _Endpoint.script = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
 def test_endpoint_contract_retries_5xx_and_fails_on_4xx(start_runtime, service: ServiceHarness,
                                                         endpoint: str) -> None:
     start_runtime(WorkerSpec(name="remote", endpoint=endpoint))
-    _Endpoint.script = [(503, {}), (200, {"result": "fine"})]
+    Endpoint.script = [(503, {}), (200, {"result": "fine"})]
     ok = wait_task(service, submit(service, prompt="p", context={"a": 1}).id)
     assert (ok.state, ok.result) == ("completed", "fine")
-    assert _Endpoint.calls[-1] == {"id": ok.id, "prompt": "p", "context": {"a": 1}} and len(_Endpoint.calls) == 2
-    _Endpoint.script = [(400, {"error": "bad"})]
+    assert Endpoint.calls[-1] == {"id": ok.id, "prompt": "p", "context": {"a": 1}} and len(Endpoint.calls) == 2
+    Endpoint.script = [(400, {"error": "bad"})]
     bad = wait_task(service, submit(service, prompt="p").id)
     assert bad.state == "failed" and bad.error.startswith("HTTP 400")
 

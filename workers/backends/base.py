@@ -34,9 +34,11 @@ class TaskContext:
     attempt: int
     timeout: float  # seconds
     events: list[dict[str, Any]] = field(default_factory=list)
+    trace_file: str | None = None  # command workers: where the process may append JSON-lines trace events
 
     def emit(self, event: dict[str, Any]) -> None:
-        """Record a trace event for this run (kept with the run's outcome)."""
+        """Record a trace event for this run: ``{"type": "llm_call", "payload": {...}}`` (``timestamp`` and
+        ``idempotency_key`` optional). Events reach the task's trace in the order emitted, while it runs."""
         self.events.append(dict(event))
 
 
@@ -49,6 +51,8 @@ class Outcome:
     error: str = ""
     exit_code: int | None = None
     retryable: bool = True
+    http_status: int | None = None  # endpoint workers: the status of the answer that ended the run
+    events: tuple[dict[str, Any], ...] = ()  # trace events the backend returned with its answer
 
 
 class Backend(Protocol):

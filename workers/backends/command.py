@@ -35,6 +35,8 @@ class CommandBackend:
             argv = [a.replace("{prompt}", ctx.prompt) for a in argv]
         env = {**self.base_env, **self.spec.env, "TASKYARD_TASK_ID": ctx.id, "TASKYARD_WORKER": ctx.worker,
                "TASKYARD_ATTEMPT": str(ctx.attempt)}
+        if ctx.trace_file:
+            env["TASKYARD_TRACE_FILE"] = ctx.trace_file
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL if in_argv else subprocess.PIPE, stdout=subprocess.PIPE,

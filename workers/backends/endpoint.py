@@ -2,7 +2,8 @@
 
 ``POST {endpoint}/task`` with ``{"id", "prompt", "context"}``. A 2xx answer completes the task with its
 ``result`` (or ``output``) field, or the raw body when it is not JSON; a JSON ``error`` field, or
-``"status": "failed"``, fails it. 429, 5xx and connection errors are retried with backoff until the task's
+``"status": "failed"``, fails it; trace events in ``metadata.events`` (or ``events``) join the task's trace.
+429, 5xx and connection errors are retried with backoff until the task's
 timeout; any other 4xx fails at once. ``GET {endpoint}/health`` is polled by the heartbeat.
 """
 
@@ -54,7 +55,7 @@ class EndpointBackend:
                         last_error = f"HTTP {resp.status_code}"
                     elif resp.status_code >= 400:
                         return Outcome("failed", error=f"HTTP {resp.status_code}: {resp.text[:500]}",
-                                       retryable=False)
+                                       retryable=False, http_status=resp.status_code)
                     else:
                         return _outcome_of(resp)
                 if handle.stop.wait(min(delay, max(0.0, deadline - time.monotonic()))):
@@ -63,19 +64,34 @@ class EndpointBackend:
 
 
 def _outcome_of(resp: httpx.Response) -> Outcome:
+    status = resp.status_code
     try:
         data = resp.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return Outcome("completed", output=resp.text)
+        return Outcome("completed", output=resp.text, http_status=status)
     if not isinstance(data, dict):
-        return Outcome("completed", output=resp.text)
+        return Outcome("completed", output=resp.text, http_status=status)
+    events = _events_of(data)
     if data.get("error") or data.get("status") in ("failed", "error"):
         return Outcome("failed", error=str(data.get("error") or "endpoint reported failure"),
-                       output=str(data.get("result") or ""))
+                       output=str(data.get("result") or ""), http_status=status, events=events)
     result = data.get("result", data.get("output"))
     if result is None:
-        return Outcome("completed", output=resp.text)
-    return Outcome("completed", output=result if isinstance(result, str) else json.dumps(result))
+        return Outcome("completed", output=resp.text, http_status=status, events=events)
+    return Outcome("completed", output=result if isinstance(result, str) else json.dumps(result),
+                   http_status=status, events=events)
+
+
+def _events_of(data: dict) -> tuple[dict, ...]:
+    """Trace events an endpoint returned: ``metadata.events`` (or a top-level ``events``), a list of objects."""
+    metadata = data.get("metadata")
+    found = metadata.get("events") if isinstance(metadata, dict) else None
+    if found is None:
+        found = data.get("events")
+    if not isinstance(found, list):
+        return ()
+    return tuple(e if isinstance(e, dict) else {"type": "invalid", "payload": {"value": repr(e)[:200]}}
+                 for e in found)
 
 
 def check_health(spec: WorkerSpec) -> str:

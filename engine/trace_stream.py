@@ -1,0 +1,115 @@
+"""Live trace events for subscribers in this process: one ``XREAD BLOCK`` over every watched trace stream.
+
+Every ``serve`` replica runs its own hub; the events themselves are in Redis streams, so a subscriber that
+reconnects to another replica resumes from its last seq and loses nothing. A subscriber registers before it
+reads the backlog (``XRANGE``) and drops anything at or below the last seq it passed on, so nothing falls
+between the backlog and the live feed. A subscriber that stops reading (a stalled client) is not allowed to
+grow memory: past ``QUEUE_MAX`` items its queue is emptied and marked ``lagged``, and it re-reads the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from engine import keys
+from engine.traces import TraceEvent, parse_stream_entries
+
+__all__ = ["StreamHub", "Subscription"]
+
+logger = logging.getLogger(__name__)
+
+BLOCK_MS = 250  # milliseconds one XREAD waits; a stream watched for the first time joins the next read
+READ_COUNT = 1000  # entries per stream per read at most
+QUEUE_MAX = 10_000  # items a subscriber may have waiting before it is marked lagged
+RETRY_S = 1.0  # seconds between reads while Redis is unreachable
+
+
+@dataclass(eq=False)
+class Subscription:
+    trace_id: str
+    queue: asyncio.Queue[TraceEvent] = field(default_factory=asyncio.Queue)
+    lagged: bool = False
+
+    def offer(self, event: TraceEvent) -> None:
+        if self.lagged:
+            return
+        if self.queue.qsize() >= QUEUE_MAX:
+            self.lagged = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(event)  # wake the reader so it notices
+            return
+        self.queue.put_nowait(event)
+
+
+class StreamHub:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client  # a client of its own: XREAD BLOCK holds a connection
+        self._subs: dict[str, set[Subscription]] = {}
+        self._positions: dict[str, str] = {}  # stream key -> last entry id read
+        self._task: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, trace_id: str) -> AsyncIterator[Subscription]:
+        """Watch a trace. Everything appended after this returns reaches the subscription's queue."""
+        stream = keys.key("trace_events", id=trace_id)
+        sub = Subscription(trace_id)
+        if stream not in self._positions:
+            latest = await self.client.xrevrange(stream, "+", "-", count=1)
+            if stream not in self._positions:  # another subscriber may have joined while this one waited
+                self._positions[stream] = str(latest[0][0]) if latest else "0-0"
+        self._subs.setdefault(stream, set()).add(sub)
+        self._ensure_running()
+        try:
+            yield sub
+        finally:
+            subs = self._subs.get(stream)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[stream]
+                    self._positions.pop(stream, None)
+
+    @property
+    def subscribers(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="trace-stream-hub")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self.client.aclose()
+
+    async def _run(self) -> None:
+        while self._subs:
+            streams = {s: self._positions[s] for s in list(self._subs) if s in self._positions}
+            if not streams:
+                await asyncio.sleep(BLOCK_MS / 1000)
+                continue
+            try:
+                answer: Any = await self.client.xread(streams, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("trace stream read failed; retrying", extra={"error": type(exc).__name__})
+                await asyncio.sleep(RETRY_S)
+                continue
+            for stream, entries in answer or []:
+                if not entries or stream not in self._positions:
+                    continue
+                self._positions[stream] = entries[-1][0]
+                events = parse_stream_entries(entries)
+                for sub in list(self._subs.get(stream, ())):
+                    for event in events:
+                        sub.offer(event)
