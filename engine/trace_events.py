@@ -34,11 +34,13 @@ MAX_KEY_CHARS = 200  # characters of an idempotency key
 MAX_TYPE_CHARS = 64  # characters of an event type
 END_STATUSES = frozenset({"completed", "failed", "crashed", "timeout", "cancelled"})
 START_TYPES = frozenset({"task_started", "session_start"})  # these put an ended trace back to running
+_ACCOUNTED = frozenset({"llm_call", "session_end"})  # types whose payload moves the trace's totals or status
 _TYPE_RE = re.compile(r"[a-z][a-z0-9_.:-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FIELDS = frozenset({"seq", "type", "timestamp", "idempotency_key", "payload"})
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder: json.dumps with
-# options builds a new one per call, a third of the cost of preparing a small event
+# One encoder for every event: json.dumps with options builds a new one per call (a third of the cost of a small
+# event). No circular check: the value came from json.loads, which cannot make a cycle.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 _SECONDS_BEFORE = 10**11  # a numeric timestamp below this is epoch seconds, at or above it epoch milliseconds
 
 
@@ -135,7 +137,9 @@ def prepare_event(index: int, raw: Any, *, prices: PriceBook, max_event_bytes: i
         sent = json.dumps([seq, kind, given_stamp, payload], sort_keys=True, ensure_ascii=False)
         content_key = "~" + hashlib.sha1(sent.encode("utf-8")).hexdigest()
         return PreparedEvent(index, seq, content_key, None, data, **_accounting(kind, payload, prices))
-    return PreparedEvent(index, seq, key or "", key, data, **_accounting(kind, payload, prices))
+    if kind in _ACCOUNTED:
+        return PreparedEvent(index, seq, key or "", key, data, **_accounting(kind, payload, prices))
+    return PreparedEvent(index, seq, key or "", key, data, starts=kind in START_TYPES)
 
 
 @lru_cache(maxsize=1024)
