@@ -19,7 +19,7 @@ from typing import Any
 from engine.bodies import object_body
 from engine.errors import NotFound, TraceNotFound, ValidationFailed
 from engine.trace_events import END_STATUSES
-from engine.trace_service import TRACE_ID_RE, TraceService
+from engine.trace_service import AGENT_RE, TRACE_ID_RE, TraceService
 
 __all__ = ["SUPPORTED_SCHEMA_VERSIONS", "MesediAdapter", "check_schema_version"]
 
@@ -56,7 +56,7 @@ class MesediAdapter:
         body = object_body(body, _EXECUTION_FIELDS)
         execution_id = body.get("execution_id")
         if not isinstance(execution_id, str) or not TRACE_ID_RE.fullmatch(execution_id):
-            raise ValidationFailed("execution_id is required (letters, digits and _.:-, at most 128 characters)")
+            raise ValidationFailed("execution_id is required (letters, digits and _.-, at most 128 characters)")
         if body.get("status", "started") != "started":
             raise ValidationFailed('invalid status: a new execution is "started"')
         metadata = body.get("metadata") or {}
@@ -64,16 +64,17 @@ class MesediAdapter:
             raise ValidationFailed("invalid metadata: must be a JSON object")
         sdk = {k: v for k in ("sdk_language", "sdk_version") if (v := _text(body, k)) is not None}
         agent = _text(body, "agent_id") or _text(body, "agent_name")
+        label = agent if agent and AGENT_RE.fullmatch(agent) else None  # "Support Bot" names it, not indexes it
         trace, created = await self.traces.create(project, {
-            "id": execution_id, "name": agent or f"{sdk.get('sdk_language', 'mesedi')} execution",
-            **({"agent": agent} if agent else {}), "metadata": {**metadata, **sdk}}, source="mesedi")
+            "id": execution_id, "name": (agent or f"{sdk.get('sdk_language', 'mesedi')} execution").strip() or "-",
+            **({"agent": label} if label else {}), "metadata": {**metadata, **sdk}}, source="mesedi")
         return {"execution_id": trace.id, "status": "started" if trace.status == "running" else trace.status,
                 "created_at": trace.to_public()["created_at"], "trace_id": trace.id}, created
 
     async def finish(self, project: str, execution_id: str, body: Any) -> dict[str, Any]:
         body = object_body(body, _FINISH_FIELDS)
         status = body.get("status")
-        if status not in END_STATUSES:
+        if not isinstance(status, str) or status not in END_STATUSES:
             raise ValidationFailed(f"invalid status: one of {', '.join(sorted(END_STATUSES))}")
         payload = {k: body[k] for k in _FINISH_FIELDS if body.get(k) is not None}
         try:

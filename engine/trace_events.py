@@ -36,11 +36,14 @@ END_STATUSES = frozenset({"completed", "failed", "crashed", "timeout", "cancelle
 START_TYPES = frozenset({"task_started", "session_start"})  # these put an ended trace back to running
 _ACCOUNTED = frozenset({"llm_call", "session_end"})  # types whose payload moves the trace's totals or status
 _TYPE_RE = re.compile(r"[a-z][a-z0-9_.:-]*")
+_RFC3339_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ]|$)")  # not the other ISO 8601 forms (week dates...)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FIELDS = frozenset({"seq", "type", "timestamp", "idempotency_key", "payload"})
 # One encoder for every event: json.dumps with options builds a new one per call (a third of the cost of a small
 # event). No circular check: the value came from json.loads, which cannot make a cycle.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+# NaN and Infinity are refused: they are not JSON, and a browser's JSON.parse of the live stream would fail.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=False).encode
+MAX_DEPTH = 64  # levels of nesting an event may hold (deeper payloads are refused before they are stored)
 _SECONDS_BEFORE = 10**11  # a numeric timestamp below this is epoch seconds, at or above it epoch milliseconds
 
 
@@ -129,8 +132,12 @@ def prepare_event(index: int, raw: Any, *, prices: PriceBook, max_event_bytes: i
     try:
         data = _encode(body)
         size = len(data.encode("utf-8"))
-    except (ValueError, UnicodeEncodeError):
+    except RecursionError:
+        raise _Bad(f"payload nested too deeply (at most {MAX_DEPTH} levels)") from None
+    except (ValueError, TypeError, UnicodeEncodeError):  # NaN, lone surrogates; from code: non-JSON values
         raise _Bad("event is not valid JSON text") from None
+    if data.count("{") + data.count("[") > MAX_DEPTH and _depth(payload) > MAX_DEPTH:
+        raise _Bad(f"payload nested too deeply (at most {MAX_DEPTH} levels)")
     if size > max_event_bytes:
         raise _Bad(f"event too large: {size} bytes (at most {max_event_bytes})")
     if key is None and seq is not None:  # the content as sent (a defaulted timestamp is the receive time)
@@ -140,6 +147,21 @@ def prepare_event(index: int, raw: Any, *, prices: PriceBook, max_event_bytes: i
     if kind in _ACCOUNTED:
         return PreparedEvent(index, seq, key or "", key, data, **_accounting(kind, payload, prices))
     return PreparedEvent(index, seq, key or "", key, data, starts=kind in START_TYPES)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (so a hostile value cannot exhaust the stack here)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item)
+    return deepest
 
 
 @lru_cache(maxsize=1024)
@@ -158,14 +180,17 @@ def _timestamp(value: Any, now_ms: int) -> str:
         if not 0 <= ms < 253402300800000:  # year 10000
             raise _Bad("invalid timestamp")
         return iso_ms(int(ms)) or ""
-    if isinstance(value, str) and 10 <= len(value) <= 40:
+    if isinstance(value, str) and 10 <= len(value) <= 40 and _RFC3339_DATE.match(value):
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise _Bad("invalid timestamp: RFC 3339 or epoch seconds/milliseconds") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return iso_ms(int(moment.timestamp() * 1000)) or ""
+        ms = int(moment.timestamp() * 1000)
+        if not 0 <= ms < 253402300800000:  # 1970 to the year 9999, as numeric timestamps
+            raise _Bad("invalid timestamp: outside 1970-9999")
+        return iso_ms(ms) or ""
     raise _Bad("invalid timestamp: RFC 3339 or epoch seconds/milliseconds")
 
 
@@ -202,10 +227,10 @@ def _accounting(kind: str, payload: dict[str, Any], prices: PriceBook) -> dict[s
         else:
             cost, priced = prices.cost(model, tokens_in, tokens_out)
         return {"tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost, "model": model or "",
-                "priced": priced, "usage": bool(model or tokens_in or tokens_out)}
+                "priced": priced, "usage": bool(model or tokens_in or tokens_out or given)}
     if kind == "session_end":
         status = payload.get("status", "completed")
-        if status not in END_STATUSES:
+        if not isinstance(status, str) or status not in END_STATUSES:
             raise _Bad(f"invalid session_end status: one of {', '.join(sorted(END_STATUSES))}")
         duration = payload.get("duration_ms")
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)

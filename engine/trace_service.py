@@ -23,10 +23,12 @@ from engine.trace_events import Rejection, prepare_batch
 from engine.trace_stream import StreamHub
 from engine.traces import TRACE_STATUSES, Trace, TraceEvent
 
-__all__ = ["IngestResult", "TraceService", "TRACE_ID_RE"]
+__all__ = ["AGENT_RE", "IngestResult", "TRACE_ID_RE", "TraceService"]
 
-TRACE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
-_LABEL_RE = re.compile(r"[^\s\x00-\x1f]{1,200}")  # agent names: printable, no spaces
+# No ":" in ids: a trace's own keys are ty:trace:<id>:events and :keys, so an id "x:events" would be another
+# trace's stream.
+TRACE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+AGENT_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,200}")  # agent names (an index key part): printable, no spaces
 MAX_NAME_CHARS = 200
 MAX_METADATA_BYTES = 65_536  # bytes of a trace's metadata JSON
 MAX_TAGS = 50
@@ -65,12 +67,12 @@ class TraceService:
         if trace_id is None:
             trace_id = new_id()
         elif not isinstance(trace_id, str) or not TRACE_ID_RE.fullmatch(trace_id):
-            raise ValidationFailed("invalid id: letters, digits and _.:- (at most 128 characters)")
+            raise ValidationFailed("invalid id: letters, digits and _.- (at most 128 characters)")
         name = body.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
             raise ValidationFailed(f"name is required (a string of at most {MAX_NAME_CHARS} characters)")
         agent = body.get("agent")
-        if agent is not None and (not isinstance(agent, str) or not _LABEL_RE.fullmatch(agent)):
+        if agent is not None and (not isinstance(agent, str) or not AGENT_RE.fullmatch(agent)):
             raise ValidationFailed("invalid agent: at most 200 printable characters without spaces")
         metadata = body.get("metadata") or {}
         if not isinstance(metadata, dict):
@@ -103,7 +105,7 @@ class TraceService:
     async def sessions(self, project: str, *, status: str | None, agent: str | None, limit: int | None,
                        cursor: str | None) -> tuple[list[Trace], str | None]:
         size, below = page_request(state=status, states=TRACE_STATUSES, limit=limit, cursor=cursor)
-        if agent is not None and not _LABEL_RE.fullmatch(agent):
+        if agent is not None and not AGENT_RE.fullmatch(agent):
             raise ValidationFailed("invalid agent")
         page, last = await self.runner.run(traces.list_page(project=project, status=status, agent=agent,
                                                             below_seq=below, limit=size))
@@ -181,15 +183,17 @@ class TraceService:
                     yield event
                 while not sub.lagged:
                     try:
-                        event = await asyncio.wait_for(sub.queue.get(), timeout=heartbeat_s)
+                        live = await asyncio.wait_for(sub.queue.get(), timeout=heartbeat_s)
                     except TimeoutError:
                         yield None
                         continue
+                    if sub.failed or live is None:
+                        return  # the stream cannot be followed (see StreamHub): end the feed
                     if sub.lagged:
                         break  # the queue was dropped: read the backlog from the last seq passed on
-                    if event.seq > last:
-                        last = event.seq
-                        yield event
+                    if live.seq > last:
+                        last = live.seq
+                        yield live
 
     async def _backlog(self, trace_id: str, after_seq: int) -> AsyncIterator[TraceEvent]:
         while True:

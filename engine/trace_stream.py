@@ -35,11 +35,16 @@ RETRY_S = 1.0  # seconds between reads while Redis is unreachable
 @dataclass(eq=False)
 class Subscription:
     trace_id: str
-    queue: asyncio.Queue[TraceEvent] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[TraceEvent | None] = field(default_factory=asyncio.Queue)
     lagged: bool = False
+    failed: bool = False  # the stream cannot be read (not a stream): the subscriber must stop
+
+    def fail(self) -> None:
+        self.failed = True
+        self.queue.put_nowait(None)
 
     def offer(self, event: TraceEvent) -> None:
-        if self.lagged:
+        if self.lagged or self.failed:
             return
         if self.queue.qsize() >= QUEUE_MAX:
             self.lagged = True
@@ -82,6 +87,19 @@ class StreamHub:
     def subscribers(self) -> int:
         return sum(len(s) for s in self._subs.values())
 
+    async def _drop_unreadable(self, streams: list[str]) -> None:
+        try:
+            kinds = [await self.client.type(s) for s in streams]
+        except (redis.RedisError, OSError):
+            await asyncio.sleep(RETRY_S)
+            return
+        for stream, kind in zip(streams, kinds, strict=True):
+            if kind not in ("stream", "none"):
+                logger.error("not a stream; its subscribers are cut off", extra={"key": stream, "type": kind})
+                for sub in self._subs.pop(stream, set()):
+                    sub.fail()
+                self._positions.pop(stream, None)
+
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="trace-stream-hub")
@@ -101,6 +119,9 @@ class StreamHub:
                 continue
             try:
                 answer: Any = await self.client.xread(streams, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]
+            except redis.ResponseError:
+                await self._drop_unreadable(list(streams))  # one bad key must not stall every other subscriber
+                continue
             except (redis.RedisError, OSError) as exc:
                 logger.warning("trace stream read failed; retrying", extra={"error": type(exc).__name__})
                 await asyncio.sleep(RETRY_S)

@@ -198,7 +198,12 @@ class WorkerRuntime:
 
     def _flush_traces(self) -> None:
         for trace in list(self._traces.values()):
-            trace.flush()
+            try:
+                trace.flush()
+            except StoreUnavailable:
+                raise
+            except Exception:  # one run's bad events must not stop the others' traces
+                logger.exception("could not flush a run's trace", extra={"task_id": trace.task.id})
 
     def _on_cancel(self, task_id: str) -> None:
         with self._running_lock:
@@ -256,9 +261,14 @@ class WorkerRuntime:
     def _start_trace(self, spec: WorkerSpec, task: Task, ctx: TaskContext) -> RunTrace:
         trace_file = None
         if spec.kind == "command":
-            trace_file = self._trace_dir / f"{task.id}.{task.attempts}.jsonl"
-            trace_file.touch()
-            ctx.trace_file = str(trace_file)
+            try:
+                self._trace_dir.mkdir(parents=True, exist_ok=True)  # a /tmp cleaner may have removed it
+                trace_file = self._trace_dir / f"{task.id}.{task.attempts}.jsonl"
+                trace_file.touch()
+                ctx.trace_file = str(trace_file)
+            except OSError:  # tracing never fails a task: run it without a trace file
+                logger.exception("cannot make the run's trace file", extra={"task_id": task.id})
+                trace_file = None
         trace = RunTrace(self.runner, task, ctx, proc_id=self.proc_id, prices=self.options.prices,
                          limits=self.options.traces, trace_file=trace_file)
         trace.start()

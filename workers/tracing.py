@@ -49,7 +49,9 @@ class TraceFile:
         self.partial = b""
         self.invalid = 0
 
-    def read_new(self) -> list[Any]:
+    def read_new(self, *, final: bool = False) -> list[Any]:
+        """Events in the lines appended since the last call, stamped with the time they were read when they
+        carry no timestamp. ``final``: the run is over, so an unterminated last line counts too."""
         if self.offset >= MAX_TRACE_FILE_BYTES:
             return []
         try:
@@ -61,15 +63,20 @@ class TraceFile:
         self.offset += len(chunk)
         data = self.partial + chunk
         lines = data.split(b"\n")
-        self.partial = lines.pop()
+        self.partial = b"" if final else lines.pop()
         found = []
+        stamp = now_ms()
         for line in lines:
             if not line.strip():
                 continue
             try:
-                found.append(json.loads(line))
+                event = json.loads(line)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 self.invalid += 1
+                continue
+            if isinstance(event, dict) and event.get("timestamp") is None:
+                event["timestamp"] = stamp
+            found.append(event)
         return found
 
     def remove(self) -> None:
@@ -107,6 +114,8 @@ class RunTrace:
             self.created = True
         except StoreUnavailable:
             logger.warning("could not create the trace; will try again", extra={"task_id": self.task.id})
+        except Exception:  # tracing never fails a task
+            logger.exception("could not create the trace", extra={"task_id": self.task.id})
 
     def flush(self) -> None:
         """Write what the run reported so far (called by the runtime's trace loop)."""
@@ -116,8 +125,8 @@ class RunTrace:
 
     def finish(self, outcome: Outcome, *, reason: str = "", will_retry: bool = False) -> None:
         with self._lock:
-            self._gather()
-            self._queued += [dict(e) for e in outcome.events]
+            self._gather(final=True)
+            self._queued += [dict(e) if isinstance(e, dict) else e for e in outcome.events]
             payload: dict[str, Any] = {"status": _status(outcome, reason),
                                        "duration_ms": int((time.monotonic() - self._started_mono) * 1000),
                                        "attempt": self.ctx.attempt}
@@ -150,25 +159,33 @@ class RunTrace:
             if self.file is not None:
                 self.file.remove()
 
-    def _gather(self) -> None:
+    def _gather(self, *, final: bool = False) -> None:
         events = self.ctx.events
         if len(events) > self._taken:
-            self._queued += events[self._taken:]
-            self._taken = len(events)
+            new = events[self._taken:]
+            self._queued += new
+            self._taken += len(new)
         if self.file is not None:
-            self._queued += self.file.read_new()
+            self._queued += self.file.read_new(final=final)
 
     def _write(self) -> bool:
-        """Send the queued events; True when nothing is left queued."""
-        if not self._queued:
-            return True
-        if not self.created:
+        """Send the queued events, a batch at a time; True when nothing is left queued."""
+        if self._queued and not self.created:
             self.start()
             if not self.created:
                 return False
+        while self._queued:
+            if not self._send_batch():
+                return False
+        return True
+
+    def _send_batch(self) -> bool:
         batch = []
         for i, raw in enumerate(self._queued[: self.limits.max_batch]):
-            event = dict(raw) if isinstance(raw, dict) else {"type": "invalid", "payload": {"value": repr(raw)}}
+            if not isinstance(raw, dict):
+                batch.append(raw)  # refused by prepare_batch, and counted
+                continue
+            event = dict(raw)
             event.pop("seq", None)  # the store numbers a task's events in the order they were reported
             event["idempotency_key"] = f"{self.run_key}.{self._sent + i}"
             batch.append(event)
@@ -183,7 +200,7 @@ class RunTrace:
         self.rejected += len(rejected)
         self._sent += len(batch)
         del self._queued[: len(batch)]
-        return not self._queued or self._write()
+        return True
 
 
 def _status(outcome: Outcome, reason: str) -> str:

@@ -86,3 +86,15 @@ def test_bad_requests_store_nothing(client: TestClient) -> None:
     assert client.patch("/executions/e3", json={"status": "completed"},
                         headers={"X-API-Key": "k-x"}).json() == {"error": "execution not found"}
     assert client.get("/api/traces/e3", headers=KEY).json()["status"] == "running"
+
+
+def test_odd_agent_names_and_statuses(client: TestClient) -> None:
+    started = client.post("/executions", json={"execution_id": "e9", "agent_name": "Support Bot"}, headers=KEY)
+    assert started.status_code == 201
+    trace = client.get("/api/traces/e9", headers=KEY).json()
+    assert trace["name"] == "Support Bot" and trace["agent"] is None
+    assert client.patch("/executions/e9", json={"status": {"a": 1}}, headers=KEY).status_code == 400
+    bad = [{"event_id": "x1", "execution_id": "e9", "event_type": "session_end", "sequence": 0,
+            "payload": {"status": []}}]
+    assert client.post("/events", json=bad, headers=KEY).json()["rejected"][0]["reason"].startswith(
+        "invalid session_end status")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -108,3 +109,50 @@ def test_endpoint_metadata_events_and_http_status(start_runtime, service: Servic
     assert [e["type"] for e in events] == ["task_started", "llm_call", "tool_call", "session_end"]
     assert events[-1]["payload"]["http_status"] == 200 and events[-1]["payload"]["rejected_events"] == 1
     assert trace.tokens_in == 5 and trace.cost_usd == 0
+
+
+def test_bad_events_never_cost_a_run_its_trace(start_runtime, service: ServiceHarness, runner: SyncRunner,
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "odd.py").write_text(
+        "import datetime, time\n"
+        "def run(ctx):\n"
+        "    ctx.emit({'type': 'checkpoint', 'payload': {'at': datetime.datetime.now()}})\n"  # not JSON
+        "    ctx.emit({'type': 'step'})\n"
+        "    time.sleep(0.6)\n"
+        "    ctx.emit({'type': 'later'})\n"
+        "    return 'ok'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    start_runtime(WorkerSpec(name="odd", handler="odd:run"))
+    task = wait_task(service, submit(service, prompt="p").id)
+    assert task.state == "completed"
+    trace, events = trace_of(runner, task.id)
+    assert [e["type"] for e in events] == ["task_started", "step", "later", "session_end"]
+    assert events[-1]["payload"]["rejected_events"] == 1 and trace.status == "completed"
+    # emitted times are kept: `step` was stamped when emitted, ~0.6 s before `later`
+    stamps = {e["type"]: e["timestamp"] for e in events}
+    assert stamps["step"] < stamps["later"]
+
+
+def test_command_runs_survive_a_lost_trace_dir_and_keep_an_unterminated_last_line(
+        start_runtime, service: ServiceHarness, runner: SyncRunner, tmp_path: Path) -> None:
+    script = tmp_path / "tail.py"
+    script.write_text("import os\nwith open(os.environ['TASKYARD_TRACE_FILE'], 'a') as f:\n"
+                      "    f.write('{\"type\": \"first\"}\\n{\"type\": \"final_answer\"}')\nprint('ok')\n")
+    runtime = start_runtime(WorkerSpec(name="tail", command=[sys.executable, str(script)]))
+    shutil.rmtree(runtime._trace_dir)  # a /tmp cleaner ran while the worker was idle
+    task = wait_task(service, submit(service, prompt="p").id)
+    assert task.state == "completed"
+    _, events = trace_of(runner, task.id)
+    assert [e["type"] for e in events] == ["task_started", "first", "final_answer", "session_end"]
+
+
+def test_a_run_with_thousands_of_events_is_stored_whole(start_runtime, service: ServiceHarness,
+                                                         runner: SyncRunner, tmp_path: Path) -> None:
+    script = tmp_path / "chatty.py"
+    script.write_text("import os, json\nwith open(os.environ['TASKYARD_TRACE_FILE'], 'a') as f:\n"
+                      "    for i in range(2500):\n"
+                      "        f.write(json.dumps({'type': 'tool_call', 'payload': {'i': i}}) + '\\n')\n")
+    start_runtime(WorkerSpec(name="chatty", command=[sys.executable, str(script)]))
+    task = wait_task(service, submit(service, prompt="p").id)
+    trace, _ = trace_of(runner, task.id)
+    assert trace.status == "completed" and trace.events == 2502

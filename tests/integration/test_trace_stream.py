@@ -101,3 +101,31 @@ def test_a_stalled_subscriber_catches_up_from_the_stream(redis_client: Any, redi
         return seen
 
     assert run(go()) == list(range(1, 42))
+
+
+def test_an_unreadable_stream_cuts_off_only_its_own_subscribers(redis_client: Any, redis_url: str) -> None:
+    async def go() -> tuple[list[int], bool]:
+        service, client = await _service(redis_url)
+        await service.create("default", {"id": "t2", "name": "broken"})
+        await service.ingest("default", "t2", {"type": "x"})
+        good = service.follow("default", "t1", after_seq=0, heartbeat_s=5)
+        bad = service.follow("default", "t2", after_seq=1, heartbeat_s=5)
+        bad_next = asyncio.create_task(bad.__anext__())
+        await asyncio.sleep(0.3)  # both watched by the hub
+        await client.delete("ty:trace:t2:events")
+        await client.set("ty:trace:t2:events", "not a stream")  # corrupt the key under the hub
+        ended = False
+        try:
+            await asyncio.wait_for(bad_next, 5)
+        except StopAsyncIteration:
+            ended = True
+        await _write(service, 1, 3)
+        seen = [(await good.__anext__()).seq for _ in range(3)]
+        await good.aclose()
+        assert service.hub is not None
+        await service.hub.close()
+        await client.aclose()
+        return seen, ended
+
+    seen, ended = run(go())
+    assert seen == [1, 2, 3] and ended

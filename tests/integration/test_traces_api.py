@@ -194,3 +194,45 @@ def test_scopes(client: TestClient) -> None:
     assert client.post("/api/traces", json={"name": "x"}, headers=reader).status_code == 403
     assert client.get("/api/sessions", headers=reader).status_code == 200
     assert client.get("/api/sessions").status_code == 401
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (b'[{"type": "x", "payload": {"v": NaN}}]', "event is not valid JSON text"),
+    (b'[{"type": "session_end", "payload": {"status": ["failed"]}}]', "invalid session_end status"),
+    (b'[{"type": "x", "timestamp": "9999-12-31T23:59:59-01:00"}]', "invalid timestamp"),
+    (b'[{"type": "x", "timestamp": "2026-W01-1T10:00:00"}]', "invalid timestamp"),
+    (b'[{"type": "x", "payload": ' + b'{"a": ' * 70 + b'1' + b'}' * 70 + b'}]', "payload nested too deeply"),
+    (b'[{"type": "x", "payload": {"a": ' + b'[' * 900 + b']' * 900 + b'}}]', "payload nested too deeply"),
+    (b'[{"type": "x", "idempotency_key": "a\\u001fb"}]', "invalid idempotency_key"),
+])
+def test_hostile_events_are_refused_one_by_one(client: TestClient, raw: bytes, reason: str) -> None:
+    trace_id = new_trace(client)["id"]
+    body = raw[:-1] + b', {"type": "fine"}]'
+    answer = client.post(f"/api/traces/{trace_id}/events", content=body, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["accepted"] == 1 and result["rejected"][0]["reason"].startswith(reason), result
+    assert [e["type"] for e in events(client, trace_id)] == ["fine"]
+
+
+def test_a_body_too_deep_to_parse_is_refused_whole(client: TestClient) -> None:
+    trace_id = new_trace(client)["id"]
+    raw = b'[{"type": "x", "payload": {"a": ' + b'[' * 5000 + b']' * 5000 + b'}}]'
+    answer = client.post(f"/api/traces/{trace_id}/events", content=raw, headers=ADMIN)
+    assert answer.status_code == 400 and answer.json() == {"error": "invalid request body: nested too deeply"}
+    assert events(client, trace_id) == []
+
+
+def test_ids_cannot_reach_another_traces_keys(client: TestClient) -> None:
+    new_trace(client, id="run-42")
+    taken = client.post("/api/traces", json={"id": "run-42:events", "name": "x"}, headers=OTHER)
+    assert taken.status_code == 400 and taken.json()["error"].startswith("invalid id")
+    assert client.post("/api/traces/run-42/events", json={"type": "x"}, headers=ADMIN).json()["accepted"] == 1
+
+
+def test_a_cost_only_llm_call_is_a_usage_record(client: TestClient) -> None:
+    trace_id = new_trace(client, agent="payer")["id"]
+    client.post(f"/api/traces/{trace_id}/events", json={"type": "llm_call", "payload": {"cost_usd": 0.3}},
+                headers=ADMIN)
+    usage = client.get("/api/usage", params={"group_by": "agent"}, headers=ADMIN).json()
+    assert usage["totals"]["cost_usd"] == pytest.approx(0.3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,7 +40,10 @@ class TaskContext:
     def emit(self, event: dict[str, Any]) -> None:
         """Record a trace event for this run: ``{"type": "llm_call", "payload": {...}}`` (``timestamp`` and
         ``idempotency_key`` optional). Events reach the task's trace in the order emitted, while it runs."""
-        self.events.append(dict(event))
+        stamped = dict(event)
+        if stamped.get("timestamp") is None:
+            stamped["timestamp"] = time.time_ns() // 1_000_000  # when it happened, not when it is flushed
+        self.events.append(stamped)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Outcome:
     exit_code: int | None = None
     retryable: bool = True
     http_status: int | None = None  # endpoint workers: the status of the answer that ended the run
-    events: tuple[dict[str, Any], ...] = ()  # trace events the backend returned with its answer
+    events: tuple[Any, ...] = ()  # trace events the backend returned with its answer (checked when written)
 
 
 class Backend(Protocol):
