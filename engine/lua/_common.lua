@@ -52,6 +52,65 @@ local function enqueue_job(actor, args, now)
   return mid
 end
 
+-- A trace in its list indexes: all, by status, by agent, by agent and status (score = its list seq).
+local function trace_index(project, id, agent, status, seq)
+  redis.call("zadd", k_tr_all(project), seq, id)
+  redis.call("zadd", k_tr_status(project, status), seq, id)
+  if agent ~= "" then
+    redis.call("zadd", k_tr_agent(project, agent), seq, id)
+    redis.call("zadd", k_tr_agent_status(project, agent, status), seq, id)
+  end
+end
+
+-- Takes a trace out of the indexes of one status (before trace_index puts it under another).
+local function trace_unindex(project, id, agent, status)
+  redis.call("zrem", k_tr_status(project, status), id)
+  if agent ~= "" then redis.call("zrem", k_tr_agent_status(project, agent, status), id) end
+end
+
+-- RFC 3339 UTC with milliseconds from epoch milliseconds (as engine.models.iso_ms; days to civil date after
+-- Howard Hinnant's algorithm, since Redis's Lua has no os.date).
+local function iso_ms(ms)
+  ms = tonumber(ms)
+  local secs = math.floor(ms / 1000)
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, m, d, math.floor(rem / 3600),
+    math.floor(rem % 3600 / 60), rem % 60, ms - secs * 1000)
+end
+
+-- A task ended without its worker ending its trace (worker lost, expired, cancelled, or the worker could not
+-- write it): end the trace as the task ended, with a session_end saying so. Nothing when no trace runs.
+local function close_trace(id, status, reason, now)
+  local tkey = k_trace(id)
+  local f = redis.call("hmget", tkey, "status", "project", "agent", "seq", "last_seq", "created_at")
+  if f[1] ~= "running" then
+    return
+  end
+  local sid = string.format("%d", (tonumber(f[5]) or 0) + 1)
+  local payload = {status = status, closed_by = "taskyard"}
+  if reason and reason ~= "" and status ~= "completed" then
+    payload.error = reason
+  end
+  local data = cjson.encode({type = "session_end", timestamp = iso_ms(now), payload = payload})
+  redis.call("xadd", k_trace_events(id), sid .. "-0", "d", data)
+  redis.call("hset", tkey, "status", status, "last_seq", sid, "updated_at", now, "ended_at", now,
+    "duration_ms", string.format("%d", tonumber(now) - (tonumber(f[6]) or tonumber(now))))
+  redis.call("hincrby", tkey, "events", 1)
+  trace_unindex(f[2], id, f[3] or "", "running")
+  trace_index(f[2], id, f[3] or "", status, f[4])
+end
+
+
 -- Give a task its final state: out of the worker's depth, its running set and its process's set. A task
 -- made by a webhook event also queues the engine job that moves the event along and writes results back.
 local function finalize(id, new_state, now, field, text)
@@ -74,6 +133,7 @@ local function finalize(id, new_state, now, field, text)
   end
   redis.call("zrem", k_delayed(), id)
   redis.call("hincrby", k_metrics(), "tasks_" .. new_state, 1)
+  close_trace(id, new_state, text, now)
 end
 
 -- Put a pending task back on its worker's queue, or fail it when the worker was removed meanwhile (nothing
@@ -285,18 +345,3 @@ local function merge_deferred(id)
   redis.call("del", side)
 end
 
--- A trace in its list indexes: all, by status, by agent, by agent and status (score = its list seq).
-local function trace_index(project, id, agent, status, seq)
-  redis.call("zadd", k_tr_all(project), seq, id)
-  redis.call("zadd", k_tr_status(project, status), seq, id)
-  if agent ~= "" then
-    redis.call("zadd", k_tr_agent(project, agent), seq, id)
-    redis.call("zadd", k_tr_agent_status(project, agent, status), seq, id)
-  end
-end
-
--- Takes a trace out of the indexes of one status (before trace_index puts it under another).
-local function trace_unindex(project, id, agent, status)
-  redis.call("zrem", k_tr_status(project, status), id)
-  if agent ~= "" then redis.call("zrem", k_tr_agent_status(project, agent, status), id) end
-end

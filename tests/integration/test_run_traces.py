@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 
 from config.settings import WorkerSpec
-from engine import traces
-from engine.store import SyncRunner
-from tests.integration.conftest import Endpoint, ServiceHarness
+from engine import tasks, traces
+from engine.clock import now_ms
+from engine.keys import lua_preamble
+from engine.models import iso_ms
+from engine.store import SyncRunner, _definitions
+from tests.integration.conftest import Endpoint, ServiceHarness, define
 from tests.integration.test_runtime import submit, wait_task
 
 pytestmark = pytest.mark.integration
@@ -156,3 +159,31 @@ def test_a_run_with_thousands_of_events_is_stored_whole(start_runtime, service: 
     task = wait_task(service, submit(service, prompt="p").id)
     trace, _ = trace_of(runner, task.id)
     assert trace.status == "completed" and trace.events == 2502
+
+
+def test_a_task_that_ends_without_its_worker_ends_its_trace(runner: SyncRunner, service: ServiceHarness,
+                                                             spec_factory) -> None:
+    define(runner, spec_factory("w"))
+    task = submit(service, prompt="p")
+    claim = runner.run(tasks.claim(task_id=task.id, proc_id="p" * 32, now_ms=now_ms(), max_lost=3))
+    assert claim.task is not None
+    runner.run(traces.create(trace_id=task.id, project="default", now_ms=now_ms(), name="w", agent="w",
+                             worker="w", task_id=task.id, source="task"))
+    # The worker vanished before writing session_end; its task is failed by the engine ("worker lost").
+    runner.run(tasks.finish(task_id=task.id, proc_id="p" * 32, now_ms=now_ms(), outcome="failed",
+                            text="worker lost"))
+    trace, events = trace_of(runner, task.id)
+    assert trace.status == "failed" and trace.ended_at_ms is not None
+    assert events[-1]["type"] == "session_end" and events[-1]["seq"] == 1
+    assert events[-1]["payload"] == {"status": "failed", "error": "worker lost", "closed_by": "taskyard"}
+    assert runner.run(traces.list_page(project="default", status="failed", agent="w", below_seq=None,
+                                       limit=10))[0][0].id == task.id
+
+
+@pytest.mark.parametrize("ms", [0, 1, 999, 951782400000, 1709164800123, 1795046400999, 4102444799999,
+                                253402300799999])
+def test_lua_iso_ms_matches_python(runner: SyncRunner, ms: int) -> None:
+    common = (Path(__file__).resolve().parents[2] / "engine" / "lua" / "_common.lua").read_text()
+    source = dict(_definitions(common))["iso_ms"]
+    lua = lua_preamble(used="") + source + "\nreturn iso_ms(ARGV[1])"
+    assert runner.client.eval(lua, 0, ms) == iso_ms(ms)
