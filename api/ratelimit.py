@@ -36,6 +36,7 @@ def policy_of(settings: Settings) -> RateLimitPolicy:
         keys={key_id(spec.key): spec.rate_limit for spec in settings.api_keys if spec.rate_limit is not None},
         projects=dict(settings.project_rate_limits),
         sources={name: spec.rate_limit for name, spec in settings.sources.items() if spec.rate_limit is not None},
+        signed_sources=frozenset(name for name, spec in settings.sources.items() if spec.verifies_signature),
     )
 
 
@@ -74,7 +75,8 @@ class RateLimitGate:
         if principal is None or runner is None or path in OPEN_PATHS:
             return None
         source = path[len(_WEBHOOK_PREFIX):].split("/", 1)[0] if path.startswith(_WEBHOOK_PREFIX) else None
-        buckets = self.policy.buckets(key_id=principal.key_id, project=principal.project, source=source)
+        buckets = self.policy.buckets(key_id=principal.key_id, project=principal.project, source=source,
+                                      authenticated=principal.authenticated)
         if not buckets:
             return None
         try:

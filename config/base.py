@@ -55,5 +55,7 @@ class Strict(BaseModel):
 class RateLimitSpec(Strict):
     """A token bucket: up to ``burst`` requests at once, refilled at ``per_second`` requests a second."""
 
-    burst: int = Field(ge=1)  # tokens (requests) the bucket holds when full
-    per_second: float = Field(gt=0)  # tokens added a second
+    burst: int = Field(ge=1, le=1_000_000_000)  # tokens (requests) the bucket holds when full
+    # tokens added a second; at least one a day (a smaller rate overflows the script's arithmetic, and a
+    # failing check lets every request through)
+    per_second: float = Field(ge=1 / 86_400, le=1_000_000_000)

@@ -108,8 +108,9 @@ class ArtifactService:
     def check_content_type(self, content_type: str | None) -> str:
         """The media type, if the allowlist has it (or its ``type/*``); UnsupportedContentType otherwise."""
         media = media_type(content_type)
-        if media in self.content_types or (media.count("/") == 1 and media.split("/")[0] + "/*" in
-                                           self.content_types):
+        kind, _, subtype = media.partition("/")
+        if kind and subtype and subtype != "*" and "/" not in subtype and (
+                media in self.content_types or f"{kind}/*" in self.content_types):
             return media
         raise UnsupportedContentType(media[:MAX_SHOWN_TYPE_CHARS] or "(none)")
 

@@ -10,6 +10,7 @@ full name does not match. A model that matches nothing costs 0 and is reported u
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +21,10 @@ __all__ = ["TOKENS_PER_PRICE_UNIT", "Price", "PriceBook"]
 
 TOKENS_PER_PRICE_UNIT = 1_000_000  # tokens: prices are USD per this many tokens
 COST_DECIMALS = 12  # decimal places (USD) a computed cost keeps; finer than any per-token price
-_SEPARATORS = ("-", "@", ":", "_")  # what may follow a listed name for it to match as a prefix
+# What may follow a listed name for it to match as a prefix: a dated or numbered snapshot of the same model
+# (gpt-4o-2024-08-06, claude-3-5-sonnet-20241022, gemini-1.5-pro-002, claude-sonnet-4@20250514, -latest, -v2).
+# Anything else is another model (gpt-4-32k, gpt-5-pro, gpt-4o-audio-preview): unpriced unless the table lists it.
+_VARIANT = re.compile(r"(-[0-9]{4}-?[0-9]{2}-?[0-9]{2}|-[0-9]{3,4}|@[0-9][0-9a-z.-]*|-latest|-v[0-9]+(:[0-9]+)?)")
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,6 @@ class PriceBook:
         if exact is not None:
             return exact
         for listed in self._prefixes:
-            if len(listed) < len(name) and name.startswith(listed) and name[len(listed)] in _SEPARATORS:
+            if len(listed) < len(name) and name.startswith(listed) and _VARIANT.fullmatch(name[len(listed):]):
                 return self._by_name[listed]
         return None

@@ -82,29 +82,38 @@ class RateLimitPolicy:
     - ``projects``: one bucket per listed project, shared by all its keys (``project_rate_limits``).
     - ``sources``: one bucket per listed webhook source, for every delivery to it (``sources.<name>.rate_limit``).
 
-    A webhook delivery that came without an API key (a signed source) counts only against its source's bucket:
-    the API limits are for API clients, and a sender such as GitHub does not retry a refused delivery.
+    A request that came without an API key counts only when it is a delivery to a source that verifies its
+    signature, and then only against that source's bucket (the API limits are for API clients, and a sender such
+    as GitHub does not retry a refused delivery). Any other unauthenticated request (an unsigned source, about to
+    be refused 401; a signed artifact URL) touches no bucket: nobody without a key can spend a key's, a
+    project's or the shared ``anon`` bucket.
     """
 
     default: RateLimitSpec | None = None
     keys: Mapping[str, RateLimitSpec] = field(default_factory=dict)
     projects: Mapping[str, RateLimitSpec] = field(default_factory=dict)
     sources: Mapping[str, RateLimitSpec] = field(default_factory=dict)
+    signed_sources: frozenset[str] = frozenset()  # sources that verify a signature (may be posted to keyless)
 
     @property
     def enabled(self) -> bool:
         return bool(self.default or self.keys or self.projects or self.sources)
 
-    def buckets(self, *, key_id: str, project: str, source: str | None = None) -> list[Bucket]:
-        """The buckets of a request by the key with ``key_id`` ("" for none) in ``project``; ``source`` names
-        the webhook source it posts to, if any."""
+    def buckets(self, *, key_id: str, project: str, source: str | None = None,
+                authenticated: bool = True) -> list[Bucket]:
+        """The buckets of a request in ``project`` by the key with ``key_id`` ("" when no key is configured:
+        the shared ``anon`` bucket); ``source`` names the webhook source it posts to, if any;
+        ``authenticated`` False: it presented no valid key."""
+        if not authenticated:
+            if source is not None and source in self.signed_sources and source in self.sources:
+                return [Bucket.of(f"source:{source}", self.sources[source])]
+            return []
         found: list[Bucket] = []
-        if key_id or source is None:
-            spec = self.keys.get(key_id, self.default) if key_id else self.default
-            if spec is not None:
-                found.append(Bucket.of(f"key:{key_id}" if key_id else ANON_BUCKET, spec))
-            if project in self.projects:
-                found.append(Bucket.of(f"project:{project}", self.projects[project]))
+        spec = self.keys.get(key_id, self.default) if key_id else self.default
+        if spec is not None:
+            found.append(Bucket.of(f"key:{key_id}" if key_id else ANON_BUCKET, spec))
+        if project in self.projects:
+            found.append(Bucket.of(f"project:{project}", self.projects[project]))
         if source is not None and source in self.sources:
             found.append(Bucket.of(f"source:{source}", self.sources[source]))
         return found

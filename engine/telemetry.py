@@ -33,7 +33,7 @@ MAX_NAME_CHARS = 200  # characters of an agent id, model, worker or trace id
 MAX_TOKENS = 1_000_000_000  # tokens per record and direction; keeps sums exact in Lua's doubles (< 2**53)
 MAX_COST_USD = 1_000_000.0  # USD one record may report
 MAX_AGENTS_LISTED = 1000  # agents GET /api/agents answers at most, most recent heartbeat first
-_NAME = re.compile(r"[^\x00-\x1f\x7f]+")  # printable: no control characters
+_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # printable: no control characters
 
 
 agent_health = health_of  # an agent's health by heartbeat age: the workers' rule, with configurable thresholds
@@ -73,9 +73,14 @@ class TelemetryService:
         """Agents by most recent heartbeat first (at most :data:`MAX_AGENTS_LISTED`), optionally of one status."""
         if status is not None and status not in AGENT_STATUSES[:3]:
             raise ValidationFailed(f"invalid status: must be one of {', '.join(AGENT_STATUSES[:3])}")
-        raw = await self.runner.run(Op(_pairs, command=(
-            "ZREVRANGE", keys.key("agents", project=project), 0, MAX_AGENTS_LISTED - 1, "WITHSCORES")))
         now = self.clock()
+        # The status is a heartbeat-age range: select it in Redis, then cap (down agents are the oldest ones).
+        high, low = {None: ("+inf", "-inf"), "healthy": ("+inf", f"({now - self.degraded_after_ms}"),
+                     "degraded": (str(now - self.degraded_after_ms), f"({now - self.down_after_ms}"),
+                     "down": (str(now - self.down_after_ms), "-inf")}[status]
+        raw = await self.runner.run(Op(_pairs, command=(
+            "ZREVRANGEBYSCORE", keys.key("agents", project=project), high, low, "WITHSCORES", "LIMIT", 0,
+            MAX_AGENTS_LISTED)))
         views = [self._view(agent, last, now) for agent, last in raw]
         return [v for v in views if status is None or v["status"] == status]
 
@@ -145,12 +150,15 @@ class TelemetryService:
         if given is None:
             cost, priced = self.prices.cost(model, tokens_in, tokens_out)
         else:
-            if isinstance(given, bool) or not isinstance(given, (int, float)) or not math.isfinite(given) \
-                    or not 0 <= given <= MAX_COST_USD:
+            if isinstance(given, bool) or not isinstance(given, (int, float)) or not 0 <= given <= MAX_COST_USD \
+                    or not math.isfinite(given):  # the range first: math.isfinite(10**400) overflows
                 raise ValueError(f"cost_usd must be a number from 0 to {MAX_COST_USD:g}")
             cost, priced = float(given), True
         return UsageRecord(agent=agent, model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost,
                            priced=priced, worker=worker, trace_id=trace_id)
+
+
+MAX_TIMESTAMP_MS = 253_402_300_800_000  # epoch milliseconds of the year 10000
 
 
 def _name(item: dict[str, Any], field: str, *, required: bool) -> str:
@@ -181,7 +189,11 @@ def _tokens(item: dict[str, Any], name: str, alias: str) -> int:
 
 
 def _timestamp(value: Any) -> None:
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+    if value is None:
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not -MAX_TIMESTAMP_MS <= value <= MAX_TIMESTAMP_MS or not math.isfinite(value):  # range first: no overflow
+            raise ValueError("timestamp must be epoch milliseconds or an RFC 3339 time")
         return
     if not isinstance(value, str):
         raise ValueError("timestamp must be epoch milliseconds or an RFC 3339 time")

@@ -165,7 +165,7 @@ async def summarize(runner: AsyncRunner, project: str, *, group_by: str, from_ms
     if to_ms is not None and to_ms <= 0:
         return summary
     high = "+" if to_ms is None else str(to_ms - 1)  # "<ms>" as an upper bound takes every entry of that ms
-    low = "-" if from_ms is None else str(from_ms)
+    low = "-" if from_ms is None else str(max(0, from_ms))  # stream ids start at 0: earlier is "from the start"
     while True:
         want = min(chunk, max_scanned - summary.scanned)
         part = await runner.run(sum_chunk(project, group_by=group_by, high=high, low=low, count=want))

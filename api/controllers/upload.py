@@ -47,7 +47,7 @@ async def read_upload(request: Request, *, max_bytes: int, check_type: Callable[
         parser = PushMultipartParser(options.get("boundary", ""))
     except MultipartError:
         raise ValidationFailed("invalid request body: multipart/form-data without a valid boundary") from None
-    events = _events(request, parser)
+    events = _events(request, parser, max_bytes + defaults.ARTIFACT_MULTIPART_OVERHEAD_BYTES)
     first = await anext(events, None)
     if not isinstance(first, MultipartSegment):
         raise ValidationFailed(_ONE_PART)
@@ -67,11 +67,17 @@ async def _raw(request: Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _events(request: Request, parser: PushMultipartParser) -> AsyncIterator[MultipartSegment | bytes | None]:
+async def _events(request: Request, parser: PushMultipartParser,
+                  limit: int) -> AsyncIterator[MultipartSegment | bytes | None]:
     """The parser's events (a part's headers, its body chunks, None at its end) as the body streams in; at the
-    end of the body, ValidationFailed unless the closing boundary came."""
+    end of the body, ValidationFailed unless the closing boundary came. Every byte of the body counts against
+    ``limit`` (the part, and also the preamble and epilogue the parser skips): ArtifactTooLarge past it."""
+    seen = 0
     try:
         async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                raise ArtifactTooLarge()
             if chunk:
                 for event in parser.parse(chunk):
                     yield event

@@ -128,6 +128,23 @@ def test_over_the_limit_is_413_and_leaves_nothing_behind(client, redis_client, d
     assert len(redis_client.keys("ty:artifact:*")) == 1 and redis_client.zcard(f"ty:trace:{trace_id}:artifacts") == 1
 
 
+def test_a_chunked_multipart_body_counts_its_preamble_and_epilogue(client, redis_client, data_dir) -> None:
+    trace_id = make_trace(redis_client)
+    boundary = b"b0undary"
+    part = b"--" + boundary + b"\r\nContent-Disposition: form-data; name=file; filename=a.txt\r\n" \
+        b"Content-Type: text/plain\r\n\r\nsmall\r\n--" + boundary + b"--\r\n"
+    for body in (b"p" * 200_000 + b"\r\n" + part, part + b"e" * 200_000):  # preamble, epilogue
+
+        def chunks(data: bytes = body) -> Iterator[bytes]:
+            for i in range(0, len(data), 8192):
+                yield data[i:i + 8192]
+
+        r = client.post(f"/api/traces/{trace_id}/artifacts", content=chunks(), headers={
+            **key(), "Content-Type": "multipart/form-data; boundary=" + boundary.decode()})
+        assert r.status_code == 413 and r.json() == {"error": "artifact too large"}
+    assert stored_files(data_dir) == [] and redis_client.zcard(f"ty:trace:{trace_id}:artifacts") == 0
+
+
 def test_a_type_outside_the_allowlist_is_415(client, redis_client, data_dir) -> None:
     trace_id = make_trace(redis_client)
     for content_type, shown in (("text/html", "text/html"), ("application/octet-stream", "application/octet-stream"),
@@ -140,6 +157,17 @@ def test_a_type_outside_the_allowlist_is_415(client, redis_client, data_dir) -> 
                     files={"file": ("a.exe", b"MZ", "application/x-msdownload")})
     assert r.status_code == 415 and r.json() == {"error": "unsupported content type: application/x-msdownload"}
     assert stored_files(data_dir) == [] and redis_client.keys("ty:artifact:*") == []
+
+
+def test_a_wildcard_or_empty_subtype_is_not_a_type(tmp_path: Path, redis_client, redis_url: str) -> None:
+    path = tmp_path / "taskyard.yaml"
+    path.write_text(CONFIG.replace(f"artifacts: {{max_bytes: {MAX_BYTES}}}",
+                                   f"artifacts: {{max_bytes: {MAX_BYTES}, content_types: ['image/*']}}"))
+    with TestClient(app=create_app(load_settings(path, env={}), redis_url=redis_url)) as c:
+        trace_id = make_trace(redis_client)
+        for bad in ("image/", "image/*", "image"):
+            assert upload_raw(c, trace_id, PNG, bad).status_code == 415, bad
+        assert upload_raw(c, trace_id, PNG, "image/png").status_code == 201
 
 
 def test_a_malformed_or_many_part_body_is_400_and_stores_nothing(client, redis_client, data_dir) -> None:

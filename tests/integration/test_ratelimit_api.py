@@ -162,3 +162,29 @@ def test_requests_go_through_unlimited_when_redis_is_down(tmp_path: Path, caplog
     assert [a.status_code for a in answers] == [503, 503]
     assert all("X-RateLimit-Limit" not in a.headers for a in answers)
     assert any(r.getMessage() == "rate limit not checked: store unavailable" for r in caplog.records)
+
+
+def test_requests_without_a_key_spend_nobody_elses_tokens(tmp_path: Path, redis_client, redis_url: str) -> None:
+    text = f"""
+rate_limit: {{burst: 100, {SLOW}}}
+project_rate_limits: {{default: {{burst: 3, {SLOW}}}}}
+api_keys: [{{key: k-a}}]
+sources:
+  plain: {{rate_limit: {{burst: 2, {SLOW}}}}}
+"""
+    with TestClient(app=app_for(tmp_path, text, redis_url)) as c:
+        forged = "/artifacts/" + "0" * 32 + "/content?expires=1&signature=" + "0" * 64
+        for _ in range(5):
+            assert c.get(forged).status_code == 403  # a signed-URL path: no key, no bucket
+            assert c.post("/webhook/plain", content=b"{}").status_code == 401  # unsigned source, no key
+        assert c.get("/tasks", headers=key("k-a")).status_code == 200
+        assert limits(c.get("/tasks", headers=key("k-a")))[1] == 1  # the project's 3 tokens, only 2 spent
+        assert c.post("/webhook/plain", content=b"{}", headers=key("k-a")).status_code == 202
+
+
+def test_without_keys_webhooks_share_the_one_bucket_too(tmp_path: Path, redis_client, redis_url: str) -> None:
+    text = f"rate_limit: {{burst: 2, {SLOW}}}\nsources:\n  plain: {{}}\n"
+    with TestClient(app=app_for(tmp_path, text, redis_url)) as c:
+        codes = [c.post("/webhook/plain", content=b"{}").status_code for _ in range(3)]
+        assert codes == [202, 202, 429]
+        assert c.get("/tasks").status_code == 429

@@ -287,3 +287,31 @@ def test_ingest_routes_need_ingest_and_reads_need_read(client: TestClient) -> No
     assert client.get("/api/agents/a", headers=key(INGEST)).status_code == 403
     assert client.get("/api/usage", headers=key(INGEST)).status_code == 403
     assert client.get("/api/usage").status_code == 401
+
+
+def test_huge_numbers_and_odd_names_are_refused_item_by_item(client: TestClient, redis_client: redis.Redis) -> None:
+    good = {"agent_id": "a", "model": "gpt-4o", "input_tokens": 1, "output_tokens": 1}
+    for bad in ({**good, "cost_usd": 10**400}, {**good, "timestamp": 10**400}, {**good, "agent_id": "a\u0085b"}):
+        assert client.post("/telemetry/usage", json=bad, headers=key(INGEST)).status_code == 400
+    batch = client.post("/telemetry/usages", json={"usages": [good, {**good, "cost_usd": 10**400}]},
+                        headers=key(INGEST)).json()
+    assert batch["accepted"] == 1 and [r["index"] for r in batch["rejected"]] == [1]
+    assert usage_count(redis_client) == 1
+
+
+def test_a_window_from_before_1970_starts_at_the_beginning(client: TestClient) -> None:
+    client.post("/telemetry/usage", json={"agent_id": "a", "model": "m", "input_tokens": 5, "output_tokens": 0},
+                headers=key(INGEST))
+    answer = client.get("/api/usage", params={"group_by": "agent", "from": "1960-01-01T00:00:00Z"}, headers=key())
+    assert answer.status_code == 200 and answer.json()["totals"]["tokens_in"] == 5
+
+
+def test_down_agents_are_listed_even_behind_a_thousand_fresh_ones(client: TestClient, redis_client: redis.Redis,
+                                                                  clock: FakeClock) -> None:
+    zset = keys.key("agents", project="p1")
+    redis_client.zadd(zset, {"old-one": T0 - 10 * 60_000})
+    redis_client.zadd(zset, {f"fresh-{i}": T0 - 1000 for i in range(1001)})
+    down = client.get("/api/agents", params={"status": "down"}, headers=key()).json()
+    assert [a["agent_id"] for a in down] == ["old-one"]
+    healthy = client.get("/api/agents", params={"status": "healthy"}, headers=key()).json()
+    assert len(healthy) == 1000 and all(a["status"] == "healthy" for a in healthy)

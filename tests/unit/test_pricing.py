@@ -48,11 +48,16 @@ def test_lookup_ignores_case_and_a_routing_prefix() -> None:
     assert book.lookup("claude-sonnet-4@20250514").model == "claude-sonnet-4"  # type: ignore[union-attr]
 
 
-def test_a_prefix_must_end_at_a_separator() -> None:
+def test_a_prefix_matches_only_a_snapshot_of_the_same_model() -> None:
     book = PriceBook.build([spec("acme", 1, 1)])
-    assert book.lookup("acme-large") is not None
+    assert book.lookup("acme-20250101") is not None and book.lookup("acme-latest") is not None
+    assert book.lookup("acme-large") is None  # another model of the family: not priced as acme
     assert book.lookup("acmecorp-large") is None
     assert book.lookup("gpt-4.5-preview") is None  # not priced as gpt-4
+    for other in ("gpt-5-pro", "gpt-5-pro-2025-10-06", "gpt-4-32k", "gpt-4-vision-preview", "o3-deep-research",
+                  "gpt-4o-audio-preview", "gpt-4o-realtime-preview"):
+        found = PriceBook.build().lookup(other)
+        assert found is None or found.model == other, (other, found)
 
 
 def test_unknown_model_costs_nothing_and_is_flagged() -> None:

@@ -5,6 +5,7 @@ tests/integration/test_ratelimit*.py."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
@@ -23,17 +24,22 @@ MS = 1000  # microseconds in a millisecond
 
 def test_the_policy_picks_buckets_by_key_project_and_source() -> None:
     api, own, proj, hook = (RateLimitSpec(burst=b, per_second=1) for b in (100, 5, 50, 7))
-    policy = RateLimitPolicy(default=api, keys={"k2": own}, projects={"p": proj}, sources={"gh": hook})
+    policy = RateLimitPolicy(default=api, keys={"k2": own}, projects={"p": proj, "default": proj},
+                             sources={"gh": hook, "plain": hook}, signed_sources=frozenset({"gh"}))
 
-    def names(**kw: str) -> list[tuple[str, int]]:
+    def names(**kw: Any) -> list[tuple[str, int]]:
         return [(b.name, b.burst) for b in policy.buckets(**kw)]  # type: ignore[arg-type]
 
     assert names(key_id="k1", project="x") == [("key:k1", 100)]
     assert names(key_id="k2", project="p") == [("key:k2", 5), ("project:p", 50)]
     assert names(key_id="k1", project="x", source="gh") == [("key:k1", 100), ("source:gh", 7)]
-    assert names(key_id="", project="default") == [("anon", 100)]  # no key configured: one shared bucket
-    assert names(key_id="", project="p", source="gh") == [("source:gh", 7)]  # a signed delivery: its source only
-    assert names(key_id="", project="p", source="other") == []
+    assert names(key_id="", project="x") == [("anon", 100)]  # no key configured: one shared bucket
+    assert names(key_id="", project="x", source="gh") == [("anon", 100), ("source:gh", 7)]  # ... webhooks too
+    # Without a valid key: a signed delivery counts against its source only; nothing else counts at all.
+    assert names(key_id="", project="p", source="gh", authenticated=False) == [("source:gh", 7)]
+    assert names(key_id="", project="default", source="plain", authenticated=False) == []  # about to be 401
+    assert names(key_id="", project="default", authenticated=False) == []  # a signed artifact URL
+    assert names(key_id="", project="p", source="other", authenticated=False) == []
     assert not RateLimitPolicy().enabled and RateLimitPolicy().buckets(key_id="k", project="p") == []
 
 
@@ -64,12 +70,14 @@ rate_limit: {burst: 0, per_second: 10}
 project_rate_limits: {"bad name": {burst: 1, per_second: 1}}
 sources:
   plain: {rate_limit: {burst: 1, per_second: 0}}
+  tiny: {rate_limit: {burst: 1, per_second: 1.0e-320}}
 """)
     with pytest.raises(ConfigError) as info:
         load_settings(path, env={})
     where = " ".join(i.key for i in info.value.issues)
     assert "rate_limit.burst" in where and "project_rate_limits" in where
     assert "sources.plain.rate_limit.per_second" in where
+    assert "sources.tiny.rate_limit.per_second" in where  # a denormal rate would break the script (fail-open)
 
 
 def test_the_bucket_arithmetic_on_a_fixed_clock() -> None:
