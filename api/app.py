@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from api.auth import AuthGate, key_table, scope_guard
 from api.controllers import EventController, HealthController, TaskController, WorkerController
 from api.controllers.artifacts import ArtifactController
+from api.controllers.incidents import IncidentController
 from api.controllers.mesedi import MesediController
 from api.controllers.telemetry import TelemetryController
 from api.controllers.traces import TraceController
@@ -21,15 +22,18 @@ from api.errors import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimitGate, policy_of
 from config import defaults
 from config.settings import Settings
+from engine.analysis import Analyzer
 from engine.artifact_service import ArtifactService
 from engine.artifacts import LocalDiskStore
-from engine.connect import async_client
+from engine.connect import async_client, sync_client
 from engine.event_service import EventService
+from engine.incident_service import IncidentService
 from engine.mesedi import MesediAdapter
+from engine.playbooks import load_playbooks
 from engine.pricing import PriceBook
 from engine.rules import RuleBook
 from engine.service import ServiceOptions, TaskService
-from engine.store import AsyncRunner
+from engine.store import AsyncRunner, ThreadLocalRunner
 from engine.telemetry import TelemetryService
 from engine.trace_service import TraceService
 from engine.trace_stream import StreamHub
@@ -43,6 +47,7 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
     state: dict[str, Any] = {}
     rulebook = rules if rules is not None else RuleBook.build(settings)
     prices = PriceBook.build(settings.pricing)
+    playbooks = load_playbooks()  # read once: served with every incident
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -58,11 +63,15 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
         hub = StreamHub(async_client(redis_url))
         state["traces"] = TraceService(runner, settings.traces, prices, hub)
         state["mesedi"] = MesediAdapter(state["traces"])
+        state["incidents"] = IncidentService(runner, playbooks)
+        analysis_runner = ThreadLocalRunner(lambda: sync_client(redis_url, single_connection=True))
+        state["analyzer"] = Analyzer(analysis_runner, settings.detectors)
         state["telemetry"] = TelemetryService(runner, prices, health=settings.agent_health)
         try:
             yield
         finally:
             await hub.close()
+            analysis_runner.close()
             await client.aclose()
 
     def provide_service() -> TaskService:
@@ -80,18 +89,26 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
     def provide_mesedi() -> MesediAdapter:
         return state["mesedi"]
 
+    def provide_analyzer() -> Analyzer:
+        return state["analyzer"]
+
+    def provide_incidents() -> IncidentService:
+        return state["incidents"]
+
     def provide_telemetry() -> TelemetryService:
         return state["telemetry"]
 
     app = Litestar(
         route_handlers=[HealthController, TaskController, WorkerController, EventController, TraceController,
                         MesediController,
-                        ArtifactController, TelemetryController],
+                        ArtifactController, TelemetryController, IncidentController],
         dependencies={"service": Provide(provide_service, sync_to_thread=False),
                       "events": Provide(provide_events, sync_to_thread=False),
                       "artifacts": Provide(provide_artifacts, sync_to_thread=False),
                       "traces": Provide(provide_traces, sync_to_thread=False),
                       "mesedi": Provide(provide_mesedi, sync_to_thread=False),
+                      "analyzer": Provide(provide_analyzer, sync_to_thread=False),
+                      "incidents": Provide(provide_incidents, sync_to_thread=False),
                       "telemetry": Provide(provide_telemetry, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         guards=[scope_guard],

@@ -20,6 +20,7 @@ from typing import Any
 
 from config import defaults
 from config.settings import Settings, SourceSpec
+from engine.analysis import Analyzer
 from engine.connect import sync_client
 from engine.errors import TaskyardError
 from engine.event_jobs import EventJobs, JobOptions
@@ -64,7 +65,8 @@ def engine_queue(settings: Settings, rules: RuleBook, url: str) -> EngineQueue:
         sources=dict(settings.sources), github_client=github_client,
         options=JobOptions(default_bound=settings.max_queue_depth,
                            offline_after_ms=int(settings.offline_after_s * 1000)))
-    return EngineQueue(url, jobs, heartbeat_timeout_ms=int(max(60.0, settings.offline_after_s) * 1000))
+    return EngineQueue(url, jobs, heartbeat_timeout_ms=int(max(60.0, settings.offline_after_s) * 1000),
+                       analyzer=Analyzer(jobs.runner, settings.detectors))
 
 
 class EngineProcess:

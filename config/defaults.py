@@ -59,3 +59,13 @@ SSE_HEARTBEAT_S = 15.0  # seconds between SSE comment heartbeats
 AGENT_DEGRADED_AFTER_S = 120.0  # seconds without an agent heartbeat before it counts as degraded (MeshAI: 2 min)
 AGENT_DOWN_AFTER_S = 300.0  # seconds without an agent heartbeat before it counts as down (MeshAI: 5 min)
 USAGE_MAX_BATCH = 100  # usage records per POST /telemetry/usages at most
+
+# Failure detectors (issue 5): thresholds per run, overridable per worker or project under `detectors:`
+DETECTOR_MAX_STEPS = 200  # steps (llm_call + tool_call events) a run may take before step_budget fires
+DETECTOR_MAX_DURATION_S = 1800.0  # seconds (30 min) a run may last before time_budget fires
+DETECTOR_MAX_TOKENS = 1_000_000  # tokens (in + out) a run may use before token_budget fires
+DETECTOR_LOOP_REPEATS = 3  # identical calls in a row (same tool + same args, or same LLM prompt) that make a loop
+DETECTOR_LOOP_CYCLES = 2  # full cycles of a 2- or 3-call pattern (A-B-A-B) that make an oscillation loop
+DETECTOR_COST_SPIKE_FACTOR = 5.0  # times the worker's recent median cost a completed run must exceed
+DETECTOR_COST_SPIKE_MIN_RUNS = 5  # recent runs needed before cost_spike judges at all
+DETECTOR_COST_SPIKE_MIN_USD = 0.10  # USD a run must cost at least for cost_spike to fire (noise floor)

@@ -29,6 +29,7 @@ from config.base import (
     at_least,
     parse_duration,
 )
+from config.detectors import DetectorSettings
 from config.events import (
     PolicySpec,
     RuleSpec,
@@ -219,6 +220,7 @@ class Settings(Strict):
     traces: TraceSettings = Field(default_factory=TraceSettings)
     pricing: PriceList = Field(default_factory=list)  # LLM prices replacing or adding to config/pricing.py
     agent_health: AgentHealthSpec = Field(default_factory=AgentHealthSpec)  # MeshAI agents' heartbeat ages
+    detectors: DetectorSettings = Field(default_factory=DetectorSettings)  # failure-detector thresholds
     _worker_files: dict[str, str] = PrivateAttr(default_factory=dict)  # worker -> workers_dir file it came from
 
     @property

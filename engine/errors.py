@@ -10,11 +10,13 @@ status and mecha's message in one place (``api/errors.py``); nothing else builds
     ├── StoreUnavailable            Redis cannot be reached or answered with an error
     ├── ValidationFailed            a request is malformed (message is mecha's, e.g. "prompt is required")
     │   ├── WebhookInvalid          a webhook delivery failed its signature or shape check ("webhook validation failed")
+    │   ├── Unprocessable           a well-formed request asking for something impossible (422)
     │   ├── PayloadTooLarge         a body over its limit (413)
     │   │   └── ArtifactTooLarge    an artifact upload over `artifacts.max_bytes`
     │   └── UnsupportedContentType  an artifact whose content type is not allowed (415)
     ├── NotFound                    a record does not exist (or belongs to another project)
     │   ├── TaskNotFound / EventNotFound / WorkerNotFound / TraceNotFound / ArtifactNotFound
+    │   ├── IncidentNotFound
     │   └── UnknownSource           a webhook for a source the config does not define
     ├── Conflict                    the request contradicts stored state (e.g. a worker name already taken)
     ├── AdmissionRefused            the dispatcher would not take the task; nothing was stored
@@ -46,6 +48,7 @@ __all__ = [
     "FilterInvalid",
     "Forbidden",
     "GitHubError",
+    "IncidentNotFound",
     "InvalidSignature",
     "NoOnlineWorkers",
     "NotFound",
@@ -60,6 +63,7 @@ __all__ = [
     "TemplateInvalid",
     "Unauthorized",
     "UnknownSource",
+    "Unprocessable",
     "UnsupportedContentType",
     "ValidationFailed",
     "WebhookInvalid",
@@ -142,11 +146,24 @@ class TraceNotFound(NotFound):
     message = "trace not found"
 
 
+class IncidentNotFound(NotFound):
+    """No incident with that id in the caller's project. List them with GET /api/incidents."""
+
+    message = "incident not found"
+
+
 class UnknownSource(NotFound):
     """A webhook was posted to a source the config does not define (``sources:``)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(f"unknown source: {name}")
+
+
+class Unprocessable(ValidationFailed):
+    """The request is well-formed but asks for something that cannot be (an unknown incident status, a PATCH
+    body without a field to change); answered 422. The message names the field and what it accepts."""
+
+    message = "unprocessable request"
 
 
 class PayloadTooLarge(ValidationFailed):

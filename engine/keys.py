@@ -62,6 +62,9 @@ TEMPLATES: dict[str, str] = {
     "trace": "ty:trace:{id}",  # hash: the trace record (project, name, agent, status, counts, tokens, cost)
     "trace_events": "ty:trace:{id}:events",  # stream: the events, entry id "<seq>-0"
     "trace_keys": "ty:trace:{id}:keys",  # hash: idempotency key -> seq of the event stored under it
+    "trace_scan": "ty:trace:{id}:scan",  # string (expires): a live scan of the running trace is queued
+    "trace_analysis": "ty:trace:{id}:analysis",  # string: the last analysis (JSON detections)
+    "recent_costs": "ty:p:{project}:costs:{worker}",  # list: costs (USD) of a worker's last completed runs
     "trace_seq": "ty:seq:trace",  # counter: gives every trace a strictly growing list position
     "tr_all": "ty:p:{project}:traces",  # zset: trace id by seq
     "tr_status": "ty:p:{project}:traces:s:{status}",  # zset: trace id by seq, one per status
@@ -76,6 +79,19 @@ TEMPLATES: dict[str, str] = {
     "trace_artifacts": "ty:trace:{id}:artifacts",  # zset: artifact id by seq, one per trace
     "artifact_seq": "ty:seq:artifact",  # counter: gives every artifact a strictly growing list position
     "secret": "ty:secret:{name}",  # string: a server-wide secret made once (e.g. the artifact URL signing key)
+    # incidents (issue 5): detections clustered by (project, failure class, signature)
+    "incident": "ty:incident:{id}",  # hash: the incident record (class, signature, status, counts, evidence)
+    "incident_traces": "ty:incident:{id}:traces",  # zset: affected trace id -> when first counted (ms)
+    "incident_costs": "ty:incident:{id}:costs",  # hash: affected trace id -> its cost (USD) as last recorded
+    "incident_tasks": "ty:incident:{id}:tasks",  # zset: affected task id -> when first counted (ms)
+    "incident_workers": "ty:incident:{id}:workers",  # zset: worker or agent -> its last occurrence (ms)
+    "incident_history": "ty:incident:{id}:history",  # list: JSON {at, by, field, from, to, trace_id?}, oldest first
+    "incident_sig": "ty:p:{project}:incsig:{digest}",  # string: sha1(class, signature) -> incident id
+    "incident_seq": "ty:seq:incident",  # counter: last activity position (bumped by every occurrence)
+    "inc_all": "ty:p:{project}:incidents",  # zset: incident id by last activity seq
+    "inc_status": "ty:p:{project}:incidents:s:{status}",  # zset: by last activity seq, one per status
+    "inc_class": "ty:p:{project}:incidents:c:{cls}",  # zset: by last activity seq, one per failure class
+    "inc_worker": "ty:p:{project}:incidents:w:{worker}",  # zset: by last activity seq, one per worker or agent
     # rate limits
     "ratelimit": "ty:rl:{bucket}",  # hash: token bucket (tokens, last refill ms)
     # metrics shared by every process

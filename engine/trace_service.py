@@ -11,14 +11,14 @@ from typing import Any
 
 from config import defaults
 from config.settings import TraceSettings
-from engine import traces
+from engine import keys, traces
 from engine.bodies import object_body
 from engine.clock import now_ms
-from engine.errors import Conflict, TraceNotFound, ValidationFailed
+from engine.errors import Conflict, NotFound, TraceNotFound, ValidationFailed
 from engine.ids import new_id
 from engine.paging import page_request
 from engine.pricing import PriceBook
-from engine.store import AsyncRunner
+from engine.store import AsyncRunner, Op
 from engine.trace_events import Rejection, prepare_batch
 from engine.trace_stream import StreamHub
 from engine.traces import TRACE_STATUSES, Trace, TraceEvent
@@ -95,6 +95,14 @@ class TraceService:
         if trace is None or trace.project != project:
             raise TraceNotFound()
         return trace
+
+    async def analysis(self, project: str, trace_id: str) -> dict[str, Any]:
+        """The trace's stored analysis (a live scan while it runs, the full one once it ended)."""
+        await self.get(project, trace_id)
+        stored = await self.runner.run(Op(lambda raw: raw, command=("GET", keys.key("trace_analysis", id=trace_id))))
+        if stored is None:
+            raise NotFound("analysis not found")
+        return json.loads(stored)
 
     async def events(self, project: str, trace_id: str, *, after_seq: int, limit: int) -> list[TraceEvent]:
         await self.get(project, trace_id)

@@ -2,7 +2,8 @@
 
 Jobs are put on the queue by Lua (``enqueue_job`` in ``_common.lua``), in the same atomic step as the state
 change that calls for them: storing a webhook event queues ``process_event``; a task made by an event reaching
-a final state queues ``task_finished``. A job that asks to run again later (:class:`engine.event_jobs.Retry`)
+a final state queues ``task_finished``; a trace that ends queues ``analyze_trace`` and a running one
+``scan_trace`` (at most every 2 s). A job that asks to run again later (:class:`engine.event_jobs.Retry`)
 is re-sent with Dramatiq's delay; an unexpected error is retried by Dramatiq's Retries middleware.
 """
 
@@ -16,6 +17,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, CurrentMessage, Retries, ShutdownNotifications, TimeLimit
 
 from engine import keys
+from engine.analysis import Analyzer
 from engine.clock import now_ms
 from engine.event_jobs import EventJobs, Retry
 from engine.event_sweep import EventSweep
@@ -39,7 +41,7 @@ SWEEP_JOIN_S = 2.0  # seconds to wait for the sweep thread when stopping
 
 class EngineQueue:
     def __init__(self, redis_url: str, jobs: EventJobs, *, heartbeat_timeout_ms: int,
-                 threads: int = ENGINE_THREADS) -> None:
+                 threads: int = ENGINE_THREADS, analyzer: Analyzer | None = None) -> None:
         self.jobs = jobs
         self.sweep = EventSweep(jobs)
         self.broker = RedisBroker(
@@ -51,6 +53,9 @@ class EngineQueue:
         self.actors: dict[str, dramatiq.Actor] = {}
         self._declare("process_event", jobs.process)
         self._declare("task_finished", jobs.task_finished)
+        if analyzer is not None:  # detectors: a trace that ended, and live scans of a running one
+            self._declare("analyze_trace", lambda trace_id, _attempt: analyzer.analyze(trace_id, final=True))
+            self._declare("scan_trace", lambda trace_id, _attempt: analyzer.analyze(trace_id, final=False))
         self.worker = dramatiq.Worker(self.broker, queues={keys.ENGINE_QUEUE}, worker_threads=threads,
                                       worker_timeout=POLL_MS)
         self.sweeper = Loop("event-sweep", SWEEP_EVERY_S, self._sweep)

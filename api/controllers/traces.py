@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,8 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from api.auth import principal_of
 from api.controllers.body import int_param, json_body, parse_json, read_limited
 from config import defaults
-from engine.errors import ValidationFailed
+from engine.analysis import Analyzer
+from engine.errors import TraceNotFound, ValidationFailed
 from engine.trace_service import TraceService
 
 __all__ = ["TraceController"]
@@ -54,6 +56,20 @@ class TraceController(Controller):
                                    after_seq=_seq_param(q.get("after_seq"), "after_seq"),
                                    limit=defaults.TRACE_PAGE if limit is None else limit)
         return [e.to_public() for e in page]
+
+    @post("/api/traces/{trace_id:str}/analyze", status_code=200, opt={"scope": "ingest"},
+          summary="Run the detectors on a trace now; the result is stored and returned")
+    async def analyze(self, request: Request, traces: Traces, analyzer: NamedDependency[Analyzer],
+                      trace_id: FromPath[str]) -> dict[str, Any]:
+        await traces.get(principal_of(request).project, trace_id)  # 404 for an unknown or foreign trace
+        result = await asyncio.to_thread(analyzer.analyze, trace_id, final=True)
+        if result is None:
+            raise TraceNotFound()
+        return result.to_public()
+
+    @get("/api/traces/{trace_id:str}/analysis", opt={"scope": "read"}, summary="A trace's stored analysis")
+    async def analysis(self, request: Request, traces: Traces, trace_id: FromPath[str]) -> Any:
+        return await traces.analysis(principal_of(request).project, trace_id)
 
     @get("/api/sessions", opt={"scope": "read"}, summary="List traces, newest first")
     async def sessions(self, request: Request, traces: Traces) -> Response[list[dict[str, Any]]]:

@@ -68,6 +68,33 @@ local function trace_unindex(project, id, agent, status)
   if agent ~= "" then redis.call("zrem", k_tr_agent_status(project, agent, status), id) end
 end
 
+-- An incident in its list indexes: all, by status, by class, by each worker it remembers. The score is its
+-- last-activity seq, the same in every index, so a cursor means the same whichever index serves the next page.
+local function incident_index(project, id, status, cls, seq)
+  redis.call("zadd", k_inc_all(project), seq, id)
+  redis.call("zadd", k_inc_status(project, status), seq, id)
+  redis.call("zadd", k_inc_class(project, cls), seq, id)
+  for _, w in ipairs(redis.call("zrange", k_incident_workers(id), 0, -1)) do
+    redis.call("zadd", k_inc_worker(project, w), seq, id)
+  end
+end
+
+-- Appends a change ({at, by, field, from, to, trace_id?}) to an incident's history, keeping the newest `max`.
+local function incident_log(id, entry, max)
+  redis.call("rpush", k_incident_history(id), cjson.encode(entry))
+  redis.call("ltrim", k_incident_history(id), -max, -1)
+end
+
+-- An incident as the listing and the detail answer it: {HGETALL, newest `shown` traces, tasks, workers,
+-- trace count, task count}.
+local function incident_row(id, shown)
+  return {redis.call("hgetall", k_incident(id)),
+    redis.call("zrevrange", k_incident_traces(id), 0, shown - 1),
+    redis.call("zrevrange", k_incident_tasks(id), 0, shown - 1),
+    redis.call("zrevrange", k_incident_workers(id), 0, -1),
+    redis.call("zcard", k_incident_traces(id)), redis.call("zcard", k_incident_tasks(id))}
+end
+
 -- RFC 3339 UTC with milliseconds from epoch milliseconds (as engine.models.iso_ms; days to civil date after
 -- Howard Hinnant's algorithm, since Redis's Lua has no os.date).
 local function iso_ms(ms)
@@ -108,6 +135,7 @@ local function close_trace(id, status, reason, now)
   redis.call("hincrby", tkey, "events", 1)
   trace_unindex(f[2], id, f[3] or "", "running")
   trace_index(f[2], id, f[3] or "", status, f[4])
+  enqueue_job("analyze_trace", {id}, now)
 end
 
 

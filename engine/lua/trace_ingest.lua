@@ -9,6 +9,7 @@
 -- Appends the events in the order given (the caller sorts them). Per event the answer is "ok:<seq>",
 -- "dup:<seq>" (its idempotency key is stored already), "conflict:<seq>" (another event holds that seq) or
 -- "stale:<last>" (the seq is at or below the last stored one and free). -> {"missing"} | {"ok", "answer,answer,..."}
+local SCAN_EVERY_MS = 2000  -- milliseconds between live scans (loops, budgets) of a running trace
 local id, project, now = ARGV[1], ARGV[2], ARGV[3]
 local metas = {}
 for record in string.gmatch(ARGV[4], "([^\30]*)\30") do
@@ -103,6 +104,14 @@ if added > 0 then
       trace_index(project, id, agent, new_status, list_seq)
       redis.call("hset", tkey, "status", new_status)
     end
+  end
+  -- Detectors: a run that ended is analysed (an engine job); a running one is scanned for loops and budgets at
+  -- most every SCAN_EVERY_MS, so a runaway agent is flagged while it runs.
+  local current = new_status or status
+  if new_status and current ~= "running" then
+    enqueue_job("analyze_trace", {id}, now)
+  elseif current == "running" and redis.call("set", k_trace_scan(id), "1", "NX", "PX", SCAN_EVERY_MS) then
+    enqueue_job("scan_trace", {id}, now)
   end
 end
 return {"ok", table.concat(answers, ",")}

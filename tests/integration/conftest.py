@@ -4,13 +4,18 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio as aioredis
+from litestar.testing import TestClient
 
+from api.app import create_app
+from config.loader import load_settings
 from config.settings import WorkerSpec
 from engine import registry
 from engine.clock import now_ms
@@ -122,3 +127,12 @@ def endpoint() -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@contextmanager
+def app_client(tmp_path: Path, config: str, redis_url: str) -> Iterator[TestClient]:
+    """The real app for ``config`` (a taskyard.yaml text) on ``redis_url``, through Litestar's TestClient."""
+    path = tmp_path / "taskyard.yaml"
+    path.write_text(config)
+    with TestClient(app=create_app(load_settings(path, env={}), redis_url=redis_url)) as client:
+        yield client

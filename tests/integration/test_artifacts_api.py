@@ -16,6 +16,7 @@ from api.app import create_app
 from config.loader import load_settings
 from engine.ids import new_id
 from engine.url_signing import signature
+from tests.integration.conftest import app_client
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +41,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def client(tmp_path: Path, redis_client: redis.Redis, redis_url: str) -> Iterator[TestClient]:
-    path = tmp_path / "taskyard.yaml"
-    path.write_text(CONFIG)
-    app = create_app(load_settings(path, env={}), redis_url=redis_url)
-    with TestClient(app=app) as c:
+    with app_client(tmp_path, CONFIG, redis_url) as c:
         yield c
 
 

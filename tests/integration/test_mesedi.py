@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from api.app import create_app
-from config.loader import load_settings
+from tests.integration.conftest import app_client
 
 pytestmark = pytest.mark.integration
 
@@ -20,9 +19,8 @@ KEY = {"X-API-Key": "k-m"}
 
 @pytest.fixture()
 def client(tmp_path: Path, redis_client: Any, redis_url: str) -> Iterator[TestClient]:
-    path = tmp_path / "taskyard.yaml"
-    path.write_text("api_keys: [{key: k-m, project: agents}, {key: k-x, project: elsewhere}]\n")
-    with TestClient(app=create_app(load_settings(path, env={}), redis_url=redis_url)) as c:
+    with app_client(tmp_path, "api_keys: [{key: k-m, project: agents}, {key: k-x, project: elsewhere}]\n",
+                    redis_url) as c:
         yield c
 
 

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from api.app import create_app
-from config.loader import load_settings
+from tests.integration.conftest import app_client
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +29,7 @@ OTHER = {"X-API-Key": "k-other"}
 
 @pytest.fixture()
 def client(tmp_path: Path, redis_client: Any, redis_url: str) -> Iterator[TestClient]:
-    path = tmp_path / "taskyard.yaml"
-    path.write_text(CONFIG)
-    app = create_app(load_settings(path, env={}), redis_url=redis_url)
-    with TestClient(app=app) as c:
+    with app_client(tmp_path, CONFIG, redis_url) as c:
         yield c
 
 

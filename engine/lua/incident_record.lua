@@ -1,0 +1,89 @@
+-- incident_record(project, trace_id, task_id, worker, cost_usd, now_ms, max_workers, max_history,
+--                 then per detection: digest, fresh_id, class, signature, summary, detector_version,
+--                 evidence_json, critical_step_seq ("" = none), confidence)
+-- Counts one trace's detections into incidents, one per (project, class, signature): the signature key
+-- ty:p:<project>:incsig:<digest> names the incident. Per detection, in order, "<outcome>:<incident id>":
+--   created    first occurrence: the key was unset; the incident is made with the caller's fresh id
+--   regressed  the incident was resolved and the signature came back: it is now `regressed`
+--   updated    another trace counted into the incident
+--   duplicate  this trace was counted already (only its cost may have grown: the larger figure is kept)
+-- One call decides the first occurrence, so callers racing on a signature never both see "created".
+-- -> "outcome:id,outcome:id,..."
+local project, trace, task, worker, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[6])
+local cost = tonumber(ARGV[5])
+local max_workers, max_history = tonumber(ARGV[7]), tonumber(ARGV[8])
+local STRIDE = 9  -- ARGV entries per detection
+
+-- Counts the trace's cost once, at its largest recorded figure (a running trace is scanned as it grows).
+local function add_cost(id)
+  local costs = k_incident_costs(id)
+  local old = tonumber(redis.call("hget", costs, trace) or "0")
+  if cost > old then
+    redis.call("hset", costs, trace, ARGV[5])
+    redis.call("hincrbyfloat", k_incident(id), "cost_wasted_usd", string.format("%.17g", cost - old))
+  end
+end
+
+-- Remembers the task and the worker of this occurrence (at most max_workers workers per incident).
+local function add_task_and_worker(id)
+  if task ~= "" then
+    redis.call("zadd", k_incident_tasks(id), "NX", now, task)
+  end
+  if worker ~= "" then
+    local workers = k_incident_workers(id)
+    if redis.call("zscore", workers, worker) or redis.call("zcard", workers) < max_workers then
+      redis.call("zadd", workers, now, worker)
+    end
+  end
+end
+
+local answers = {}
+for i = 9, #ARGV, STRIDE do
+  local digest, fresh, cls, signature = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local sigkey = k_incident_sig(project, digest)
+  local id = redis.call("get", sigkey)
+  local f = id and redis.call("hmget", k_incident(id), "status", "failure_class") or {}
+  local outcome
+  if not f[1] then
+    -- First occurrence (or a signature whose incident is gone): this call's fresh id becomes the incident.
+    id = fresh
+    redis.call("set", sigkey, id)
+    local seq = redis.call("incr", k_incident_seq())
+    redis.call("hset", k_incident(id), "id", id, "project", project, "failure_class", cls, "signature", signature,
+      "digest", digest, "status", "open", "owner", "", "summary", ARGV[i + 4], "detector_version", ARGV[i + 5],
+      "evidence", ARGV[i + 6], "critical_step_seq", ARGV[i + 7], "confidence", ARGV[i + 8], "trace_id", trace,
+      "task_id", task, "worker", worker, "first_seen", now, "last_seen", now, "updated_at", now, "count", 1,
+      "regressions", 0, "cost_wasted_usd", 0, "seq", seq)
+    redis.call("zadd", k_incident_traces(id), now, trace)
+    add_cost(id)
+    add_task_and_worker(id)
+    incident_log(id, {at = now, by = "taskyard", field = "status", from = cjson.null, to = "open",
+      trace_id = trace}, max_history)
+    incident_index(project, id, "open", cls, seq)
+    outcome = "created"
+  elseif redis.call("zadd", k_incident_traces(id), "NX", now, trace) == 0 then
+    add_cost(id)
+    outcome = "duplicate"
+  else
+    local ikey = k_incident(id)
+    local status = f[1]
+    add_cost(id)
+    add_task_and_worker(id)
+    local seq = redis.call("incr", k_incident_seq())
+    redis.call("hincrby", ikey, "count", 1)
+    redis.call("hset", ikey, "last_seen", now, "seq", seq)
+    outcome = "updated"
+    if status == "resolved" then
+      redis.call("zrem", k_inc_status(project, status), id)
+      status = "regressed"
+      redis.call("hset", ikey, "status", status, "updated_at", now)
+      redis.call("hincrby", ikey, "regressions", 1)
+      incident_log(id, {at = now, by = "taskyard", field = "status", from = "resolved", to = status,
+        trace_id = trace}, max_history)
+      outcome = "regressed"
+    end
+    incident_index(project, id, status, f[2], seq)
+  end
+  table.insert(answers, outcome .. ":" .. id)
+end
+return table.concat(answers, ",")
