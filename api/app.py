@@ -18,6 +18,7 @@ from api.controllers.incidents import IncidentController
 from api.controllers.mesedi import MesediController
 from api.controllers.telemetry import TelemetryController
 from api.controllers.traces import TraceController
+from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimitGate, policy_of
 from config import defaults
@@ -37,6 +38,7 @@ from engine.store import AsyncRunner, ThreadLocalRunner
 from engine.telemetry import TelemetryService
 from engine.trace_service import TraceService
 from engine.trace_stream import StreamHub
+from engine.webhook_service import WebhookService
 
 __all__ = ["create_app"]
 
@@ -64,6 +66,7 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
         state["traces"] = TraceService(runner, settings.traces, prices, hub)
         state["mesedi"] = MesediAdapter(state["traces"])
         state["incidents"] = IncidentService(runner, playbooks)
+        state["webhooks"] = WebhookService(runner, settings.outbound.allow_hosts)
         analysis_runner = ThreadLocalRunner(lambda: sync_client(redis_url, single_connection=True))
         state["analyzer"] = Analyzer(analysis_runner, settings.detectors)
         state["telemetry"] = TelemetryService(runner, prices, health=settings.agent_health)
@@ -98,10 +101,13 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
     def provide_telemetry() -> TelemetryService:
         return state["telemetry"]
 
+    def provide_webhooks() -> WebhookService:
+        return state["webhooks"]
+
     app = Litestar(
         route_handlers=[HealthController, TaskController, WorkerController, EventController, TraceController,
                         MesediController,
-                        ArtifactController, TelemetryController, IncidentController],
+                        ArtifactController, TelemetryController, IncidentController, WebhookController],
         dependencies={"service": Provide(provide_service, sync_to_thread=False),
                       "events": Provide(provide_events, sync_to_thread=False),
                       "artifacts": Provide(provide_artifacts, sync_to_thread=False),
@@ -109,7 +115,8 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
                       "mesedi": Provide(provide_mesedi, sync_to_thread=False),
                       "analyzer": Provide(provide_analyzer, sync_to_thread=False),
                       "incidents": Provide(provide_incidents, sync_to_thread=False),
-                      "telemetry": Provide(provide_telemetry, sync_to_thread=False)},
+                      "telemetry": Provide(provide_telemetry, sync_to_thread=False),
+                      "webhooks": Provide(provide_webhooks, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         guards=[scope_guard],
         lifespan=[lifespan],

@@ -28,6 +28,7 @@ from engine.github_api import GitHubClient
 from engine.rules import RuleBook
 from engine.schedules import Schedule, Scheduler, schedules_of
 from engine.store import SyncRunner, ThreadLocalRunner
+from engine.webhook_delivery import WebhookDelivery
 from workers.engine_queue import EngineQueue
 from workers.logs import setup_logging
 
@@ -66,7 +67,8 @@ def engine_queue(settings: Settings, rules: RuleBook, url: str) -> EngineQueue:
         options=JobOptions(default_bound=settings.max_queue_depth,
                            offline_after_ms=int(settings.offline_after_s * 1000)))
     return EngineQueue(url, jobs, heartbeat_timeout_ms=int(max(60.0, settings.offline_after_s) * 1000),
-                       analyzer=Analyzer(jobs.runner, settings.detectors))
+                       analyzer=Analyzer(jobs.runner, settings.detectors),
+                       webhooks=WebhookDelivery(jobs.runner, settings.outbound.allow_hosts))
 
 
 class EngineProcess:

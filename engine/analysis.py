@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.detectors import DetectorSettings
-from engine import incidents, keys, traces
+from engine import alerts, incidents, keys, traces
 from engine.clock import now_ms
 from engine.detectors.catalogue import analyze, analyze_incremental
 from engine.detectors.model import Detection, TraceFacts
@@ -86,6 +86,7 @@ class Analyzer:
                 worker=trace.worker or trace.agent, cost_usd=trace.cost_usd, detections=detections,
                 now_ms=result.analyzed_at_ms))
             result.incidents = [o.to_public() for o in outcomes]
+            alerts.incident_alerts(self.runner, trace.project, outcomes)  # incident.created / .regressed
         self._store(trace, result)
         return result
 

@@ -13,10 +13,11 @@ status and mecha's message in one place (``api/errors.py``); nothing else builds
     │   ├── Unprocessable           a well-formed request asking for something impossible (422)
     │   ├── PayloadTooLarge         a body over its limit (413)
     │   │   └── ArtifactTooLarge    an artifact upload over `artifacts.max_bytes`
-    │   └── UnsupportedContentType  an artifact whose content type is not allowed (415)
+    │   ├── UnsupportedContentType  an artifact whose content type is not allowed (415)
+    │   └── OutboundRefused     an alert webhook URL that is not http(s) or reaches a private address (SSRF)
     ├── NotFound                    a record does not exist (or belongs to another project)
     │   ├── TaskNotFound / EventNotFound / WorkerNotFound / TraceNotFound / ArtifactNotFound
-    │   ├── IncidentNotFound
+    │   ├── IncidentNotFound / WebhookNotFound
     │   └── UnknownSource           a webhook for a source the config does not define
     ├── Conflict                    the request contradicts stored state (e.g. a worker name already taken)
     ├── AdmissionRefused            the dispatcher would not take the task; nothing was stored
@@ -52,6 +53,7 @@ __all__ = [
     "InvalidSignature",
     "NoOnlineWorkers",
     "NotFound",
+    "OutboundRefused",
     "PayloadTooLarge",
     "QueueFull",
     "RateLimited",
@@ -67,6 +69,7 @@ __all__ = [
     "UnsupportedContentType",
     "ValidationFailed",
     "WebhookInvalid",
+    "WebhookNotFound",
     "WorkerNotFound",
 ]
 
@@ -150,6 +153,20 @@ class IncidentNotFound(NotFound):
     """No incident with that id in the caller's project. List them with GET /api/incidents."""
 
     message = "incident not found"
+
+
+class WebhookNotFound(NotFound):
+    """No alert webhook with that id in the caller's project. List them with GET /api/webhooks."""
+
+    message = "webhook not found"
+
+
+class OutboundRefused(ValidationFailed):
+    """An alert webhook URL Taskyard will not call: not http(s), a host that does not resolve, or one that
+    resolves to a private, loopback, link-local, multicast, unspecified or reserved address (SSRF guard). If the
+    target is meant to be internal, name its host or IP in ``outbound.allow_hosts``."""
+
+    message = "webhook url refused"
 
 
 class UnknownSource(NotFound):

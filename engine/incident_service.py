@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine import incidents
+from engine import alerts, incidents
 from engine.bodies import object_body
 from engine.clock import now_ms
 from engine.detectors.model import FAILURE_CLASSES, Detection
@@ -88,4 +88,8 @@ class IncidentService:
             now_ms=now_ms()))
         if updated is None:
             raise IncidentNotFound()
+        incident = updated.incident
+        if updated.previous_status not in (None, "resolved") and incident.status == "resolved":
+            await self.runner.run(alerts.emit_op(project, "incident.resolved", alerts.incident_data(incident),
+                                                 failure_class=incident.failure_class))
         return updated

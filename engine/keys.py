@@ -92,6 +92,13 @@ TEMPLATES: dict[str, str] = {
     "inc_status": "ty:p:{project}:incidents:s:{status}",  # zset: by last activity seq, one per status
     "inc_class": "ty:p:{project}:incidents:c:{cls}",  # zset: by last activity seq, one per failure class
     "inc_worker": "ty:p:{project}:incidents:w:{worker}",  # zset: by last activity seq, one per worker or agent
+    # outbound alert webhooks (issue 5)
+    "webhook": "ty:webhook:{id}",  # hash: a subscription (project, url, events, classes, secret, created_at)
+    "webhook_log": "ty:webhook:{id}:log",  # list: JSON delivery attempts, newest first (capped)
+    "webhooks": "ty:p:{project}:webhooks",  # zset: subscription id by created_at (ms)
+    "hooks_event": "ty:p:{project}:hooks:e:{event}",  # set: subscription ids taking one event type
+    "hooks_task": "ty:p:{project}:hooks:task",  # set: subscription ids taking task.* events (finalize's EXISTS)
+    "hook_delivery": "ty:hookd:{id}",  # hash (expires): one delivery (webhook, event, data, status, attempts)
     # rate limits
     "ratelimit": "ty:rl:{bucket}",  # hash: token bucket (tokens, last refill ms)
     # metrics shared by every process

@@ -3,8 +3,10 @@
 Jobs are put on the queue by Lua (``enqueue_job`` in ``_common.lua``), in the same atomic step as the state
 change that calls for them: storing a webhook event queues ``process_event``; a task made by an event reaching
 a final state queues ``task_finished``; a trace that ends queues ``analyze_trace`` and a running one
-``scan_trace`` (at most every 2 s). A job that asks to run again later (:class:`engine.event_jobs.Retry`)
-is re-sent with Dramatiq's delay; an unexpected error is retried by Dramatiq's Retries middleware.
+``scan_trace`` (at most every 2 s); an alert queues ``deliver_webhook`` per subscriber and a finished task
+of a project with task alert subscriptions ``task_event``. A job that asks to run again later
+(:class:`engine.event_jobs.Retry`) is re-sent with Dramatiq's delay; an unexpected error is retried by
+Dramatiq's Retries middleware.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, CurrentMessage, Retries, ShutdownNotifications, TimeLimit
 
-from engine import keys
+from engine import alerts, keys
 from engine.analysis import Analyzer
 from engine.clock import now_ms
 from engine.event_jobs import EventJobs, Retry
 from engine.event_sweep import EventSweep
 from engine.store import Op
+from engine.webhook_delivery import WebhookDelivery
 from workers.liveness import Loop
 
 __all__ = ["EngineQueue"]
@@ -41,7 +44,8 @@ SWEEP_JOIN_S = 2.0  # seconds to wait for the sweep thread when stopping
 
 class EngineQueue:
     def __init__(self, redis_url: str, jobs: EventJobs, *, heartbeat_timeout_ms: int,
-                 threads: int = ENGINE_THREADS, analyzer: Analyzer | None = None) -> None:
+                 threads: int = ENGINE_THREADS, analyzer: Analyzer | None = None,
+                 webhooks: WebhookDelivery | None = None) -> None:
         self.jobs = jobs
         self.sweep = EventSweep(jobs)
         self.broker = RedisBroker(
@@ -56,6 +60,10 @@ class EngineQueue:
         if analyzer is not None:  # detectors: a trace that ended, and live scans of a running one
             self._declare("analyze_trace", lambda trace_id, _attempt: analyzer.analyze(trace_id, final=True))
             self._declare("scan_trace", lambda trace_id, _attempt: analyzer.analyze(trace_id, final=False))
+        self.webhooks = webhooks
+        if webhooks is not None:  # alert webhooks: one delivery attempt; a finished task's task.* event
+            self._declare("deliver_webhook", webhooks.deliver)
+            self._declare("task_event", lambda task_id, _attempt: alerts.task_event(jobs.runner, task_id))
         self.worker = dramatiq.Worker(self.broker, queues={keys.ENGINE_QUEUE}, worker_threads=threads,
                                       worker_timeout=POLL_MS)
         self.sweeper = Loop("event-sweep", SWEEP_EVERY_S, self._sweep)
@@ -102,6 +110,8 @@ class EngineQueue:
         self.worker.stop(timeout=timeout_ms)
         self.broker.close()
         self.broker.client.connection_pool.disconnect()
+        if self.webhooks is not None:
+            self.webhooks.close()
         close = getattr(self.jobs.runner, "close", None)
         if close is not None:  # the jobs' own connections (an embedded Redis stops only when none is left)
             close()

@@ -140,13 +140,17 @@ end
 
 
 -- Give a task its final state: out of the worker's depth, its running set and its process's set. A task
--- made by a webhook event also queues the engine job that moves the event along and writes results back.
+-- made by a webhook event also queues the engine job that moves the event along and writes results back; a
+-- completed or failed task of a project with a task alert subscription queues `task_event` (one EXISTS).
 local function finalize(id, new_state, now, field, text)
   local t = k_task(id)
   local f = redis.call("hmget", t, "state", "project", "worker_name", "seq", "owner", "event_id")
   local old, project, worker, seq, owner = f[1], f[2], f[3], f[4], f[5]
   if f[6] then
     enqueue_job("task_finished", {id}, now)
+  end
+  if (new_state == "completed" or new_state == "failed") and redis.call("exists", k_hooks_task(project)) == 1 then
+    enqueue_job("task_event", {id}, now)  -- task.completed / task.failed alerts (engine/alerts.py)
   end
   move_state(id, project, worker, seq, old, new_state)
   redis.call("hset", t, "completed_at", now)
