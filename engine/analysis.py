@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.detectors import DetectorSettings
-from engine import alerts, incidents, keys, traces
+from engine import alerts, incidents, keys, registry, traces
 from engine.clock import now_ms
 from engine.detectors.catalogue import analyze, analyze_incremental
 from engine.detectors.model import Detection, TraceFacts
+from engine.event_jobs import Retry
 from engine.models import iso_ms
 from engine.store import Op, Runner
 from engine.traces import Trace
@@ -32,8 +33,13 @@ __all__ = ["Analysis", "Analyzer"]
 
 logger = logging.getLogger(__name__)
 
-MAX_EVENTS = 100_000  # events one analysis reads at most (the first ones; a longer trace is cut and says so)
+MAX_EVENTS = 100_000  # events one analysis reads at most (a longer trace: its head and its tail, and says so)
+TAIL_EVENTS = 1_000  # of those, the last ones of a longer trace
 LIVE_WINDOW = 2_000  # most recent events a live scan reads
+SCAN_EVERY_S = 2.0  # seconds between the steps of a running trace's live-scan chain
+SCAN_GUARD_S = 60.0  # seconds a chain's guard lasts unless renewed (as trace_ingest.lua's SCAN_GUARD_MS)
+TASK_WAIT_TRIES = 5  # times analyze_trace waits for a task's outcome before analysing without it
+TASK_WAIT_S = 1.0  # seconds between those tries
 PAGE = 5_000  # events per read
 RECENT_COSTS = 50  # completed runs per worker kept for the cost_spike baseline
 
@@ -47,10 +53,12 @@ class Analysis:
     truncated: bool
     detections: list[Detection]
     incidents: list[dict[str, Any]] = field(default_factory=list)  # per detection: {incident_id, outcome}
+    trace_ended: bool = True  # the trace had ended when it was analysed (a live scan never replaces this)
+    seen_events: int = 0  # the trace's event count when it was read
 
     def to_public(self) -> dict[str, Any]:
         return {"trace_id": self.trace_id, "scope": "full" if self.final else "live",
-                "analyzed_at": iso_ms(self.analyzed_at_ms),
+                "trace_ended": self.trace_ended, "analyzed_at": iso_ms(self.analyzed_at_ms),
                 "events_analyzed": self.events, "truncated": self.truncated,
                 "detections": [d.to_public() for d in self.detections], "incidents": self.incidents}
 
@@ -63,6 +71,38 @@ class Analyzer:
         self.runner = runner
         self.settings = settings
 
+    # -- engine jobs --------------------------------------------------------------------------------------
+    def analyze_job(self, trace_id: str, attempt: int) -> Retry | None:
+        """``analyze_trace``: the full analysis of a trace that ended. A task's run ends its trace just before
+        the task's outcome is recorded: wait for the outcome (a few tries) so empty_output and the task's
+        error are judged."""
+        trace = self.runner.run(traces.get(trace_id))
+        if trace is None:
+            return None
+        if trace.source == "task" and trace.task_id and attempt < TASK_WAIT_TRIES:
+            state = self.runner.run(Op(lambda raw: raw, command=("HGET", keys.key("task", id=trace.task_id),
+                                                                 "state")))
+            if state in ("pending", "dispatched"):
+                return Retry(delay_s=TASK_WAIT_S, attempt=attempt + 1)
+        self.analyze(trace_id, final=True)
+        return None
+
+    def scan_job(self, trace_id: str, attempt: int) -> Retry | None:
+        """``scan_trace``: one step of a running trace's live-scan chain. The trace store starts a chain when a
+        batch lands and none is alive; each step scans, then looks again SCAN_EVERY_S later and scans only if
+        events arrived meanwhile (``scan_next.lua``), so the last batch of a burst is scanned too, and a chain
+        ends, atomically, once a step finds nothing new."""
+        guard_ms = int(SCAN_GUARD_S * 1000)
+        if attempt > 1 and not self.runner.run(Op(int, script="scan_next", args=(trace_id, guard_ms))):
+            return None
+        if attempt == 1:
+            self.runner.run(Op(int, command=("DEL", keys.key("trace_scan_dirty", id=trace_id))))
+        if self.analyze(trace_id, final=False) is None:  # gone, or it ended: the full analysis takes over
+            self.runner.run(Op(int, command=("DEL", keys.key("trace_scan", id=trace_id))))
+            return None
+        return Retry(delay_s=SCAN_EVERY_S, attempt=attempt + 1)
+
+    # -- analysis -----------------------------------------------------------------------------------------
     def analyze(self, trace_id: str, *, final: bool = True, record: bool = True) -> Analysis | None:
         """Analyse a trace: the whole catalogue (``final``) or a live scan; None when it does not exist (or, for
         a live scan, when it is no longer running). ``record``: also record the detections into incidents (an
@@ -79,7 +119,8 @@ class Analyzer:
         else:
             detections = analyze_incremental(events, facts, self.settings)
         result = Analysis(trace_id=trace.id, final=final, analyzed_at_ms=now_ms(), events=len(events),
-                          truncated=truncated, detections=detections)
+                          truncated=truncated, detections=detections, trace_ended=trace.status != "running",
+                          seen_events=trace.events)
         if record and detections:
             outcomes = self.runner.run(incidents.record(
                 project=trace.project, trace_id=trace.id, task_id=trace.task_id or None,
@@ -91,20 +132,29 @@ class Analyzer:
         return result
 
     def _events(self, trace: Trace, *, final: bool) -> tuple[list[dict[str, Any]], bool]:
+        """A live scan: the newest LIVE_WINDOW events. Full: every event, or for a trace longer than
+        MAX_EVENTS its first ones and its last TAIL_EVENTS (where it ended: the crash, the exit, the timeout)."""
+        stream = keys.key("trace_events", id=trace.id)
         if not final:
             newest = self.runner.run(Op(traces.parse_stream_entries, command=(
-                "XREVRANGE", keys.key("trace_events", id=trace.id), "+", "-", "COUNT", LIVE_WINDOW)))
+                "XREVRANGE", stream, "+", "-", "COUNT", LIVE_WINDOW)))
             return [e.to_public() for e in reversed(newest)], trace.events > LIVE_WINDOW
+        head_max = MAX_EVENTS if trace.events <= MAX_EVENTS else MAX_EVENTS - TAIL_EVENTS
         found: list[dict[str, Any]] = []
         after = 0
-        while len(found) < MAX_EVENTS:
+        while len(found) < head_max:
             page = self.runner.run(traces.read_events(trace.id, after_seq=after,
-                                                      limit=min(PAGE, MAX_EVENTS - len(found))))
+                                                      limit=min(PAGE, head_max - len(found))))
             found += [e.to_public() for e in page]
-            if len(page) < PAGE:
-                return found, False
+            if not page or len(found) >= head_max:
+                break
             after = page[-1].seq
-        return found, True
+        if trace.events <= len(found):
+            return found, False
+        tail = self.runner.run(Op(traces.parse_stream_entries, command=(
+            "XREVRANGE", stream, "+", f"({found[-1]['seq'] if found else 0}-0", "COUNT", TAIL_EVENTS)))
+        found += [e.to_public() for e in reversed(tail)]
+        return found, trace.events > len(found)
 
     def _facts(self, trace: Trace) -> TraceFacts:
         task: dict[str, str] = {}
@@ -113,15 +163,17 @@ class Analyzer:
             state, error, result = self.runner.run(Op(list, command=(
                 "HMGET", keys.key("task", id=trace.task_id), "state", "error", "result")))
             task = {"state": state, "error": error, "result": result}
-            definition = self.runner.run(Op(lambda raw: raw, command=(
-                "GET", keys.key("worker_def", worker=trace.worker))))
-            if definition:
-                spec = json.loads(definition)
-                kind = "command" if spec.get("command") else "endpoint" if spec.get("endpoint") else "handler"
+            found = self.runner.run(registry.get_def(trace.worker)) if trace.worker else None
+            kind = found[0].kind if found is not None else None
         worker = trace.worker or trace.agent
-        costs = self.runner.run(Op(list, command=(
+        entries = self.runner.run(Op(list, command=(
             "LRANGE", keys.key("recent_costs", project=trace.project, worker=worker or "-"), 0,
             RECENT_COSTS - 1)))
+        costs = []
+        for entry in entries:  # "<trace id> <usd>"; the run itself is never part of its own baseline
+            owner, _, usd = entry.rpartition(" ")
+            if owner != trace.id:
+                costs.append(float(usd))
         duration = trace.duration_ms
         if duration is None and trace.status == "running":  # so far: a running trace's time budget counts too
             duration = max(0, now_ms() - trace.created_at_ms)
@@ -129,25 +181,11 @@ class Analyzer:
             trace_id=trace.id, status=trace.status, source=trace.source, worker=worker, project=trace.project,
             duration_ms=duration, tokens_in=trace.tokens_in, tokens_out=trace.tokens_out,
             cost_usd=trace.cost_usd, task_state=task.get("state"), task_error=task.get("error"),
-            task_result=task.get("result"), worker_kind=kind, recent_costs=tuple(float(c) for c in costs))
+            task_result=task.get("result"), worker_kind=kind, recent_costs=tuple(costs))
 
     def _store(self, trace: Trace, result: Analysis) -> None:
-        key = keys.key("trace_analysis", id=trace.id)
-        if result.final:
-            commands: list[tuple] = [("SET", key, result.to_json())]
-            if trace.status == "completed" and trace.cost_usd > 0:
-                # The run joins its worker's cost baseline once (a re-analysis does not push it again).
-                costs = keys.key("recent_costs", project=trace.project, worker=trace.worker or trace.agent or "-")
-                commands += [("HSETNX", keys.key("trace", id=trace.id), "cost_sampled", "1")]
-                sampled = self.runner.run(Op(list, commands=tuple(commands)))[-1]
-                if sampled:
-                    self.runner.run(Op(list, commands=(("LPUSH", costs, repr(trace.cost_usd)),
-                                                       ("LTRIM", costs, 0, RECENT_COSTS - 1))))
-                return
-            self.runner.run(Op(list, commands=tuple(commands)))
-        else:
-            # A live scan never replaces a final analysis. (A final one written between these two calls would
-            # be replaced by this scan; POST /api/traces/{id}/analyze puts it back.)
-            stored = self.runner.run(Op(lambda raw: raw, command=("GET", key)))
-            if stored is None or json.loads(stored).get("scope") != "full":
-                self.runner.run(Op(lambda raw: raw, command=("SET", key, result.to_json())))
+        sample = result.final and trace.status == "completed" and trace.cost_usd > 0
+        costs = keys.key("recent_costs", project=trace.project, worker=trace.worker or trace.agent or "-")
+        self.runner.run(Op(int, script="analysis_store", args=(
+            trace.id, result.to_json(), "1" if result.trace_ended else "0",
+            f"{trace.id} {trace.cost_usd!r}" if sample else "", costs, RECENT_COSTS)))

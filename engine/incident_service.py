@@ -78,6 +78,8 @@ class IncidentService:
         if "status" in fields and status not in INCIDENT_STATUSES:
             raise Unprocessable(f"invalid status: must be one of {', '.join(INCIDENT_STATUSES)}")
         owner = fields.get("owner")
+        if isinstance(owner, str) and owner and not owner.strip():
+            raise Unprocessable("invalid owner: blank (use null or \"\" to clear it)")
         if owner is not None and (not isinstance(owner, str) or (owner and not OWNER_RE.fullmatch(owner))):
             raise Unprocessable("invalid owner: a string of at most 200 characters without control characters, "
                                 "or null")

@@ -62,7 +62,8 @@ TEMPLATES: dict[str, str] = {
     "trace": "ty:trace:{id}",  # hash: the trace record (project, name, agent, status, counts, tokens, cost)
     "trace_events": "ty:trace:{id}:events",  # stream: the events, entry id "<seq>-0"
     "trace_keys": "ty:trace:{id}:keys",  # hash: idempotency key -> seq of the event stored under it
-    "trace_scan": "ty:trace:{id}:scan",  # string (expires): a live scan of the running trace is queued
+    "trace_scan": "ty:trace:{id}:scan",  # string (expires): a live-scan chain of the running trace is alive
+    "trace_scan_dirty": "ty:trace:{id}:scan:dirty",  # string (expires): events arrived since the last live scan
     "trace_analysis": "ty:trace:{id}:analysis",  # string: the last analysis (JSON detections)
     "recent_costs": "ty:p:{project}:costs:{worker}",  # list: costs (USD) of a worker's last completed runs
     "trace_seq": "ty:seq:trace",  # counter: gives every trace a strictly growing list position

@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 SCRIPTS = ("admit", "claim", "fetch_claim", "finish", "reap", "redispatch", "cancel", "list_tasks", "worker_status",
            "event_receive", "event_update", "event_list", "conc", "event_match",
-           "trace_create", "trace_ingest", "trace_list", "ratelimit", "usage_sum",
+           "trace_create", "trace_ingest", "trace_list", "analysis_store", "scan_next", "ratelimit", "usage_sum",
            "incident_record", "incident_update", "incident_get", "incident_list",
            "webhook_list", "webhook_delete", "webhook_emit")
 

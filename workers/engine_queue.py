@@ -58,8 +58,8 @@ class EngineQueue:
         self._declare("process_event", jobs.process)
         self._declare("task_finished", jobs.task_finished)
         if analyzer is not None:  # detectors: a trace that ended, and live scans of a running one
-            self._declare("analyze_trace", lambda trace_id, _attempt: analyzer.analyze(trace_id, final=True))
-            self._declare("scan_trace", lambda trace_id, _attempt: analyzer.analyze(trace_id, final=False))
+            self._declare("analyze_trace", analyzer.analyze_job)
+            self._declare("scan_trace", analyzer.scan_job)
         self.webhooks = webhooks
         if webhooks is not None:  # alert webhooks: one delivery attempt; a finished task's task.* event
             self._declare("deliver_webhook", webhooks.deliver)

@@ -283,7 +283,7 @@ class WorkerRuntime:
         try:
             if handle.reason == "shutdown":
                 outcome = Outcome("failed", error="worker stopping: the task goes back on its queue",
-                                  exit_code=outcome.exit_code, events=outcome.events)
+                                  events=outcome.events)  # killed by us: its exit code says nothing
                 trace.finish(outcome, will_retry=True)
                 return
             will_retry = (handle.reason != "cancelled" and outcome.status != "completed" and outcome.retryable

@@ -17,7 +17,8 @@ from typing import Any
 from engine.detectors.model import Detection
 
 __all__ = ["END", "MAX_EVIDENCE", "START_TYPES", "STEP_TYPES", "Event", "Run", "ToolNames", "call_key", "detection",
-           "first_str", "number", "payload", "runs", "seq_of", "strings", "timestamp_ms", "tokens", "tool_name"]
+           "first_str", "judged_runs", "number", "payload", "runs", "seq_of", "strings", "timestamp_ms", "tokens",
+           "tool_name"]
 
 Event = Mapping[str, Any]
 
@@ -200,6 +201,17 @@ def runs(events: Sequence[Event]) -> list[Run]:
     if current.events:
         found.append(current)
     return found
+
+
+def judged_runs(events: Sequence[Event]) -> list[Run]:
+    """The runs per-run limits judge (loop and the budgets): :func:`runs`, except that a trace without any start
+    event (an external agent's) is one run whatever ``session_end`` events it holds (its end: the last one)."""
+    if any(event.get("type") in START_TYPES for event in events):
+        return runs(events)
+    if not events:
+        return []
+    ends = [event for event in events if event.get("type") == END]
+    return [Run(events=list(events), end=ends[-1] if ends else None)]
 
 
 def detection(failure_class: str, signature: str, *, confidence: float, evidence: Sequence[int],

@@ -1,8 +1,13 @@
 """prompt_injection: instruction-override and role-override markers in what reaches the agent from outside (pure).
 
-Read: user input (``user_input`` events; an ``llm_call``'s ``prompt`` and its ``messages`` with role ``user``)
+Read: user input (``user_input`` events; an ``llm_call``'s ``messages`` with role ``user`` and its ``prompt``)
 and tool results (``tool_result`` payloads: the indirect route, a web page or file telling the agent what to do).
 Never read: system and assistant messages (the agent's own instructions and words).
+
+A ``prompt`` is the rendered prompt the agent sent, chat template included: a Llama or Mistral prompt is full of
+``<<SYS>>`` and ``[INST]``, a ChatML one of ``<|im_start|>system``. So ``system_spoof`` markers are never looked
+for in it, and when it holds template turns only its user turns are read (ChatML, Llama 2 / Mistral ``[INST]``
+with ``<<SYS>>`` blocks left out, Llama 3 headers, ``<|user|>``); a prompt without template tokens is read whole.
 
 Marker kinds:
 - ``instruction_override``: "ignore all previous instructions", "disregard the prior rules", "disregard all
@@ -31,7 +36,7 @@ from engine.detectors.model import Detection, TraceFacts
 
 __all__ = ["INJECTION_VERSION", "MARKER_KINDS", "detect_prompt_injection", "find_marker"]
 
-INJECTION_VERSION = "prompt_injection/1"
+INJECTION_VERSION = "prompt_injection/2"  # /2: no system_spoof in a rendered prompt
 MARKER_KINDS = ("instruction_override", "role_override", "system_spoof")
 
 _G = r"[\W_]+"  # the gap between two words: any spaces, newlines or punctuation
@@ -91,13 +96,16 @@ _NOT_CONTENT = frozenset({"tool", "tool_name", "name", "call_id", "tool_call_id"
 _CONFIDENCE = {"instruction_override": 0.9, "role_override": 0.8, "system_spoof": 0.85}
 
 
-def find_marker(text: str) -> str | None:
-    """The kind of the first injection marker in ``text`` (by position), or None."""
+def find_marker(text: str, *, spoof: bool = True) -> str | None:
+    """The kind of the first injection marker in ``text`` (by position), or None. ``spoof=False``: not looking for
+    ``system_spoof`` markers (in a rendered prompt, where the template's own tokens are)."""
     if not text.isascii() and any(c in text for c in _ZERO_WIDTH_CHARS):
         text = text.translate(_ZERO_WIDTH)
     low = text.lower()
     best: tuple[int, str] | None = None
     for kind, before, after in _TABLE:
+        if not spoof and kind == "system_spoof":
+            continue
         match = after.search(low)
         while match is not None and (best is None or match.start() < best[0]):
             at = match.start()
@@ -121,30 +129,60 @@ def _message_texts(content: Any) -> Iterator[str]:
                 yield part
 
 
-def _user_texts(event: Event) -> Iterator[str]:
+# The turn markers of the common chat templates; a group names the role that follows.
+_TURN = re.compile(r"<\|im_start\|>\s*(\w+)|<\|start_header_id\|>\s*(\w+)\s*<\|end_header_id\|>"
+                   r"|<\|(system|user|assistant)\|>|(<<SYS>>)|(<</SYS>>|\[INST\])|(\[/INST\])", re.IGNORECASE)
+_TURN_ROLES = (None, None, None, "system", "user", "assistant")  # the role of groups 4-6 (1-3 name theirs)
+
+
+def _prompt_user_text(prompt: str) -> str:
+    """The user turns of a rendered prompt, or the whole prompt when it has no chat-template turns."""
+    parts = []
+    role = "preamble"  # before the first turn marker: the template's own text (a BOS token, a header)
+    at = 0
+    found = False
+    for match in _TURN.finditer(prompt):
+        found = True
+        if role == "user":
+            parts.append(prompt[at:match.start()])
+        index = match.lastindex or 1
+        role = (match.group(index) if index <= 3 else _TURN_ROLES[index - 1] or "").lower()
+        at = match.end()
+    if not found:
+        return prompt
+    if role == "user":
+        parts.append(prompt[at:])
+    return "\n".join(parts)
+
+
+def _user_texts(event: Event) -> Iterator[tuple[str, bool]]:
+    """(text, whether system_spoof markers count in it) of the user input an event carries."""
     data = payload(event)
     if event.get("type") == "user_input":
-        yield from strings(data)
+        for text in strings(data):
+            yield text, True
         return
     prompt = data.get("prompt")
     if isinstance(prompt, str):
-        yield prompt
+        yield _prompt_user_text(prompt), False
     messages = data.get("messages")
     if isinstance(messages, list):
         for message in messages:
             if isinstance(message, dict) and message.get("role") == "user":
-                yield from _message_texts(message.get("content"))
+                for text in _message_texts(message.get("content")):
+                    yield text, True
 
 
-def _result_texts(data: Mapping[str, Any]) -> Iterator[str]:
+def _result_texts(data: Mapping[str, Any]) -> Iterator[tuple[str, bool]]:
     for key, value in data.items():
         if key not in _NOT_CONTENT:
-            yield from strings(value)
+            for text in strings(value):
+                yield text, True
 
 
 def detect_prompt_injection(events: Sequence[Event], facts: TraceFacts, limits: Thresholds) -> list[Detection]:
     found = []
-    seen: set[tuple[str, str]] = set()  # (where, text) already read: a conversation repeats its history
+    seen: set[tuple[str, str, bool]] = set()  # (where, text, spoof) already read: a conversation repeats itself
     tools = ToolNames()
     for event in events:
         kind = event.get("type")
@@ -158,11 +196,11 @@ def detect_prompt_injection(events: Sequence[Event], facts: TraceFacts, limits: 
             where, texts = "user_input", _user_texts(event)
         else:
             continue
-        for text in texts:
-            if (where, text) in seen:
+        for text, spoof in texts:
+            if (where, text, spoof) in seen:
                 continue
-            seen.add((where, text))
-            marker = find_marker(text)
+            seen.add((where, text, spoof))
+            marker = find_marker(text, spoof=spoof)
             if marker is not None:
                 seq = seq_of(event)
                 source = f"the result of tool {where.partition(':')[2]}" if kind == "tool_result" else "user input"

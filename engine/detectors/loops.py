@@ -12,6 +12,9 @@ A loop is the same call ``loop_repeats`` times in a row (3: two identical calls 
 ``tool:<a>+<b>`` (never the argument values), or ``llm:<model>``. An LLM loop inside a tool loop is the same
 loop, reported once (as the tool loop); the same prompt while the tool calls in between change is progress, not a
 loop.
+
+Each run is read on its own (a retried task has one per attempt, :func:`engine.detectors.events.judged_runs`): a
+retry that begins with the same calls as the failed attempt is starting over, not looping.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from config.detectors import Thresholds
-from engine.detectors.events import Event, call_key, detection, first_str, payload, seq_of, tool_name
+from engine.detectors.events import Event, call_key, detection, first_str, judged_runs, payload, seq_of, tool_name
 from engine.detectors.model import Detection, TraceFacts
 
 __all__ = ["LOOP_VERSION", "MAX_PERIOD", "detect_loop"]
 
-LOOP_VERSION = "loop/1"
+LOOP_VERSION = "loop/2"  # /2: per run (attempt)
 MAX_PERIOD = 3  # calls in the longest cycle looked for (A-B-C-A-B-C)
 _ARG_KEYS = ("args", "arguments", "input", "parameters")
 
@@ -126,6 +129,13 @@ def _detections(stream: _Stream, limits: Thresholds) -> list[tuple[int, int, Det
 
 
 def detect_loop(events: Sequence[Event], facts: TraceFacts, limits: Thresholds) -> list[Detection]:
+    found = []
+    for run in judged_runs(events):
+        found += _loops_of(run.events, limits)
+    return found
+
+
+def _loops_of(events: Sequence[Event], limits: Thresholds) -> list[Detection]:
     tools, llms = _streams(events)
     tool_loops = _detections(tools, limits)
     found = [d for _, _, d in tool_loops]

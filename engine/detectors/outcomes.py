@@ -27,17 +27,29 @@ from engine.detectors.events import (
 from engine.detectors.fingerprint import error_text, fingerprint
 from engine.detectors.model import Detection, TraceFacts
 
-__all__ = ["OUTCOME_VERSIONS", "detect_cost_spike", "detect_crash", "detect_empty_output", "detect_exit_nonzero",
-           "detect_lost_worker", "detect_timeout", "detect_validator_failure"]
+__all__ = ["OUTCOME_VERSIONS", "UNCAUGHT_CONFIDENCE", "detect_cost_spike", "detect_crash", "detect_empty_output",
+           "detect_exit_nonzero", "detect_lost_worker", "detect_timeout", "detect_validator_failure"]
 
 # Bump a class's version when what it reports for the same trace changes (signatures above all).
-OUTCOME_VERSIONS = {"crash": "crash/1", "timeout": "timeout/1", "lost_worker": "lost_worker/1",
-                    "exit_nonzero": "exit_nonzero/1", "empty_output": "empty_output/1",
+# crash/2: fingerprints changed (exception line of multi-line messages, random ids masked) and a failed run whose
+# error is an uncaught exception is a crash; exit_nonzero/2: an attempt that will retry is not judged.
+OUTCOME_VERSIONS = {"crash": "crash/2", "timeout": "timeout/1", "lost_worker": "lost_worker/1",
+                    "exit_nonzero": "exit_nonzero/2", "empty_output": "empty_output/1",
                     "validator_failure": "validator_failure/1", "cost_spike": "cost_spike/1"}
 
+UNCAUGHT_CONFIDENCE = 0.8  # a crash read from a failed run's error text
 _FATAL_LEVELS = frozenset({"fatal", "critical", "panic"})
 _TIMEOUT_ERROR = re.compile(r"^\s*timeout after\b", re.IGNORECASE)
 _WORKER_LOST = re.compile(r"\bworker lost\b", re.IGNORECASE)
+_WORKER_STOPPING = re.compile(r"^\s*worker stopping\b", re.IGNORECASE)
+# An uncaught exception as a worker records it ("<ExceptionType>: message", workers/backends/handler.py), or a
+# Python traceback. "exit code 1: ...", "timeout after 5s" and "HTTP 500: ..." are not.
+_UNCAUGHT = re.compile(r"^\s*[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b|Traceback \(most recent call last\)")
+# httpx transport failures an endpoint worker records the same way: the endpoint could not be reached, which is
+# not the agent crashing.
+_TRANSPORT = re.compile(r"^\s*(?:httpx\.)?(?:ConnectError|ReadError|WriteError|CloseError|NetworkError|ProxyError"
+                        r"|RemoteProtocolError|LocalProtocolError|ProtocolError|TransportError|UnsupportedProtocol"
+                        r"|ConnectTimeout|ReadTimeout|WriteTimeout|PoolTimeout|TimeoutException|TooManyRedirects)\b")
 _EMPTY_RESULTS = frozenset({"", "null", '""', "''", "{}", "[]"})  # a completed task's result that says nothing
 
 
@@ -54,14 +66,31 @@ def _fatal(event: Event) -> bool:
 
 # --- crash -----------------------------------------------------------------------------------------------------
 
-def _crash_of_run(run: Run) -> tuple[str, list[int], int | None] | None:
-    """(error text, evidence, critical seq) when the run crashed, else None."""
+def _uncaught(run: Run, facts: TraceFacts) -> str:
+    """The error of a failed run that ended on an uncaught exception (``KeyError: 'x'``, a traceback), or ""."""
+    end = run.end_payload
+    if run.status != "failed" or end.get("closed_by") == "taskyard":
+        return ""
+    error = first_str(end, ("error",))
+    if not _UNCAUGHT.search(error[:2000]) or _WORKER_STOPPING.match(error):
+        return ""
+    if facts.worker_kind == "endpoint" and _TRANSPORT.match(error):
+        return ""
+    return error
+
+
+def _crash_of_run(run: Run, facts: TraceFacts) -> tuple[str, list[int], int | None, float] | None:
+    """(error text, evidence, critical seq, confidence) when the run crashed, else None."""
     end = run.end_payload
     crash_signature = first_str(end, ("crash_signature",))
     errors = [e for e in run.events if e.get("type") == "error"]
     fatal = [e for e in errors if _fatal(e)]
     if not (run.status == "crashed" or crash_signature or fatal):
-        return None
+        uncaught = _uncaught(run, facts)
+        if not uncaught or run.end is None:
+            return None
+        end_seq = seq_of(run.end)
+        return uncaught, [end_seq], end_seq, UNCAUGHT_CONFIDENCE
     evidence = [seq_of(e) for e in fatal]
     if run.end is not None and (run.status == "crashed" or crash_signature):
         evidence.append(seq_of(run.end))
@@ -74,21 +103,27 @@ def _crash_of_run(run: Run) -> tuple[str, list[int], int | None] | None:
         if errors:
             evidence.append(seq_of(errors[-1]))
     critical = seq_of(fatal[0]) if fatal else (seq_of(errors[-1]) if errors else min(evidence, default=None))
-    return text, evidence, critical
+    return text, evidence, critical, 0.95
 
 
 def detect_crash(events: Sequence[Event], facts: TraceFacts, limits: Thresholds) -> list[Detection]:
     """A run whose ``session_end`` says ``crashed`` or carries a ``crash_signature``, or an ``error`` event marked
-    fatal (``fatal``/``uncaught``/``unhandled`` true, or level fatal/critical/panic). Signature: the fingerprint
-    of the error."""
+    fatal (``fatal``/``uncaught``/``unhandled`` true, or level fatal/critical/panic); or a run that ended
+    ``failed`` with an error that reads as an uncaught exception (``KeyError: 'x'``: how a handler's exception is
+    recorded; a Python traceback), with confidence ``UNCAUGHT_CONFIDENCE`` (the error is read, not declared).
+    Every attempt counts, one that will retry too: a retry that succeeds does not make the exception less of a
+    bug, and every attempt with the same exception has the same signature (one detection). Not a crash: a run
+    Taskyard closed, a worker stopping, an endpoint that could not be reached (``ConnectError: ...``), and errors
+    that do not name an exception (``exit code 1: ...``, ``timeout after 5s``, ``HTTP 500: ...``). Signature:
+    the fingerprint of the error."""
     found = []
     for run in runs(events):
-        crash = _crash_of_run(run)
+        crash = _crash_of_run(run, facts)
         if crash is None:
             continue
-        text, evidence, critical = crash
+        text, evidence, critical, confidence = crash
         signature = fingerprint(text) or "crashed (no error text)"
-        found.append(detection("crash", signature, confidence=0.95, evidence=evidence, critical=critical,
+        found.append(detection("crash", signature, confidence=confidence, evidence=evidence, critical=critical,
                                summary=f"crashed: {signature}", version=OUTCOME_VERSIONS["crash"]))
     if not found and facts.status == "crashed":
         errors = [e for e in events if e.get("type") == "error"]
@@ -161,14 +196,18 @@ def detect_lost_worker(events: Sequence[Event], facts: TraceFacts, limits: Thres
 
 def detect_exit_nonzero(events: Sequence[Event], facts: TraceFacts, limits: Thresholds) -> list[Detection]:
     """A command worker's run that exited with a code other than 0 (a run killed for its timeout or cancelled is
-    a timeout, not this). Signature: ``<worker>:exit <code>``."""
+    a timeout, not this). An attempt that will retry (``will_retry``) is not judged: the retry's own end decides;
+    nor is one the worker ended because it was stopping (``worker stopping: ...``: the command was killed, not
+    failing). Signature: ``<worker>:exit <code>``."""
     if facts.worker_kind != "command":
         return []
     found = []
     for run in runs(events):
-        code = run.end_payload.get("exit_code")
+        ending = run.end_payload
+        code = ending.get("exit_code")
         if (not isinstance(code, int) or isinstance(code, bool) or code == 0
-                or run.status in ("timeout", "cancelled")):
+                or run.status in ("timeout", "cancelled") or ending.get("will_retry") is True
+                or _WORKER_STOPPING.match(first_str(ending, ("error",)))):
             continue
         end = seq_of(run.end) if run.end is not None else None
         found.append(detection("exit_nonzero", f"{_who(facts)}:exit {code}", confidence=1.0,

@@ -77,6 +77,7 @@ for i = 9, #ARGV, STRIDE do
       redis.call("zrem", k_inc_status(project, status), id)
       status = "regressed"
       redis.call("hset", ikey, "status", status, "updated_at", now)
+      redis.call("hdel", ikey, "resolved_at")
       redis.call("hincrby", ikey, "regressions", 1)
       incident_log(id, {at = now, by = "taskyard", field = "status", from = "resolved", to = status,
         trace_id = trace}, max_history)

@@ -18,6 +18,8 @@ if status ~= "" and status ~= f[2] then
   redis.call("hset", ikey, "status", status, "updated_at", now)
   if status == "resolved" then
     redis.call("hset", ikey, "resolved_at", now)
+  else
+    redis.call("hdel", ikey, "resolved_at")  -- reopened: no longer resolved
   end
   incident_log(id, {at = now, by = by, field = "status", from = f[2], to = status}, max_history)
   previous = f[2]

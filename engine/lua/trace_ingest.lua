@@ -9,7 +9,7 @@
 -- Appends the events in the order given (the caller sorts them). Per event the answer is "ok:<seq>",
 -- "dup:<seq>" (its idempotency key is stored already), "conflict:<seq>" (another event holds that seq) or
 -- "stale:<last>" (the seq is at or below the last stored one and free). -> {"missing"} | {"ok", "answer,answer,..."}
-local SCAN_EVERY_MS = 2000  -- milliseconds between live scans (loops, budgets) of a running trace
+local SCAN_GUARD_MS = 60000  -- milliseconds a live-scan chain's guard lasts unless the chain renews it
 local id, project, now = ARGV[1], ARGV[2], ARGV[3]
 local metas = {}
 for record in string.gmatch(ARGV[4], "([^\30]*)\30") do
@@ -105,13 +105,17 @@ if added > 0 then
       redis.call("hset", tkey, "status", new_status)
     end
   end
-  -- Detectors: a run that ended is analysed (an engine job); a running one is scanned for loops and budgets at
-  -- most every SCAN_EVERY_MS, so a runaway agent is flagged while it runs.
+  -- Detectors: a run that ended is analysed (an engine job); a running one is scanned for loops and budgets by
+  -- a chain of scan_trace jobs (one every 2 s while events keep coming; see scan_next.lua), so a runaway agent
+  -- is flagged while it runs. This batch marks the trace dirty and starts a chain unless one is alive.
   local current = new_status or status
-  if new_status and current ~= "running" then
+  if new_status and current ~= "running" and status == "running" then  -- it just ended (not a repeated end)
     enqueue_job("analyze_trace", {id}, now)
-  elseif current == "running" and redis.call("set", k_trace_scan(id), "1", "NX", "PX", SCAN_EVERY_MS) then
-    enqueue_job("scan_trace", {id}, now)
+  elseif current == "running" then
+    redis.call("set", k_trace_scan_dirty(id), "1", "PX", SCAN_GUARD_MS)
+    if redis.call("set", k_trace_scan(id), "1", "NX", "PX", SCAN_GUARD_MS) then
+      enqueue_job("scan_trace", {id}, now)
+    end
   end
 end
 return {"ok", table.concat(answers, ",")}

@@ -164,6 +164,12 @@ def test_patch_changes_status_and_owner_with_history(client: TestClient, runner:
         ("status", "acknowledged", "resolved"), ("owner", "ana", None)]
     assert ids(client.get("/api/incidents", params={"status": "resolved"}, headers=ADMIN)) == [incident_id]
     assert ids(client.get("/api/incidents", params={"status": "acknowledged"}, headers=ADMIN)) == []
+    reopened = client.patch(url, json={"status": "open"}, headers=ADMIN).json()
+    assert reopened["status"] == "open" and reopened["resolved_at"] is None
+    client.patch(url, json={"status": "resolved"}, headers=ADMIN)
+    occur(runner, "t-new")  # the failure comes back in a new trace
+    regressed = client.get(url, headers=ADMIN).json()
+    assert regressed["status"] == "regressed" and regressed["resolved_at"] is None
 
 
 @pytest.mark.parametrize("body,message", [
@@ -171,6 +177,7 @@ def test_patch_changes_status_and_owner_with_history(client: TestClient, runner:
     ({"status": None}, "invalid status"),
     ({"owner": 7}, "invalid owner"),
     ({"owner": "a\nb"}, "invalid owner"),
+    ({"owner": "   "}, "invalid owner: blank"),
     ({}, "invalid request body: status or owner is required"),
     ({"status": "open", "project": "other"}, "invalid request body: unknown field 'project'"),
     ([], "invalid request body"),
