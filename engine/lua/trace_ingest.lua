@@ -106,7 +106,7 @@ if added > 0 then
     end
   end
   -- Detectors: a run that ended is analysed (an engine job); a running one is scanned for loops and budgets by
-  -- a chain of scan_trace jobs (one every 2 s while events keep coming; see scan_next.lua), so a runaway agent
+  -- a chain of scan_trace jobs (one every 5 s while events keep coming; see scan_next.lua), so a runaway agent
   -- is flagged while it runs. This batch marks the trace dirty and starts a chain unless one is alive.
   local current = new_status or status
   if new_status and current ~= "running" and status == "running" then  -- it just ended (not a repeated end)
