@@ -3,10 +3,10 @@
 Jobs are put on the queue by Lua (``enqueue_job`` in ``_common.lua``), in the same atomic step as the state
 change that calls for them: storing a webhook event queues ``process_event``; a task made by an event reaching
 a final state queues ``task_finished``; a trace that ends queues ``analyze_trace`` and a running one
-``scan_trace`` (a chain, every 5 s while events keep coming); an alert queues ``deliver_webhook`` per subscriber and a finished task
-of a project with task alert subscriptions ``task_event``. A job that asks to run again later
-(:class:`engine.event_jobs.Retry`) is re-sent with Dramatiq's delay; an unexpected error is retried by
-Dramatiq's Retries middleware.
+``scan_trace`` (a chain, every 5 s while events keep coming); an alert queues ``deliver_webhook`` per
+subscriber and a finished task of a project with task alert subscriptions ``task_event``. A job that asks
+to run again later (:class:`engine.event_jobs.Retry`) is re-sent with Dramatiq's delay; an unexpected error is
+retried by Dramatiq's Retries middleware.
 """
 
 from __future__ import annotations
