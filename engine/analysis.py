@@ -87,7 +87,7 @@ class Analyzer:
                                                                  "state")))
             if state in ("pending", "dispatched"):
                 return Retry(delay_s=TASK_WAIT_S, attempt=attempt + 1)
-        self.analyze(trace_id, final=True)
+        self.analyze(trace_id, final=True, trace=trace)
         return None
 
     def scan_job(self, trace_id: str, attempt: int) -> Retry | None:
@@ -106,11 +106,14 @@ class Analyzer:
         return Retry(delay_s=SCAN_EVERY_S, attempt=attempt + 1)
 
     # -- analysis -----------------------------------------------------------------------------------------
-    def analyze(self, trace_id: str, *, final: bool = True, record: bool = True) -> Analysis | None:
+    def analyze(self, trace_id: str, *, final: bool = True, record: bool = True,
+                trace: Trace | None = None) -> Analysis | None:
         """Analyse a trace: the whole catalogue (``final``) or a live scan; None when it does not exist (or, for
         a live scan, when it is no longer running). ``record``: also record the detections into incidents (an
-        incident counts each trace once, so analysing again is harmless)."""
-        trace = self.runner.run(traces.get(trace_id))
+        incident counts each trace once, so analysing again is harmless). ``trace``: the record, when the caller
+        has just read it."""
+        if trace is None:
+            trace = self.runner.run(traces.get(trace_id))
         if trace is None:
             return None
         if not final and trace.status != "running":
