@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from api.auth import AuthGate, key_table, scope_guard
 from api.controllers import EventController, HealthController, TaskController, WorkerController
 from api.controllers.artifacts import ArtifactController
+from api.controllers.fixes import FixController
 from api.controllers.incidents import IncidentController
 from api.controllers.mesedi import MesediController
 from api.controllers.telemetry import TelemetryController
@@ -29,6 +30,8 @@ from engine.artifacts import LocalDiskStore
 from engine.connect import async_client, sync_client
 from engine.event_service import EventService
 from engine.incident_service import IncidentService
+from engine.loop_options import LoopOptions
+from engine.loop_service import LoopService
 from engine.mesedi import MesediAdapter
 from engine.playbooks import load_playbooks
 from engine.pricing import PriceBook
@@ -67,6 +70,7 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
         state["mesedi"] = MesediAdapter(state["traces"])
         state["incidents"] = IncidentService(runner, playbooks)
         state["webhooks"] = WebhookService(runner, settings.outbound.allow_hosts)
+        state["loop"] = LoopService(runner, LoopOptions.from_settings(settings, playbooks))
         analysis_runner = ThreadLocalRunner(lambda: sync_client(redis_url, single_connection=True))
         state["analyzer"] = Analyzer(analysis_runner, settings.detectors)
         state["telemetry"] = TelemetryService(runner, prices, health=settings.agent_health)
@@ -104,10 +108,13 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
     def provide_webhooks() -> WebhookService:
         return state["webhooks"]
 
+    def provide_loop() -> LoopService:
+        return state["loop"]
+
     app = Litestar(
         route_handlers=[HealthController, TaskController, WorkerController, EventController, TraceController,
                         MesediController,
-                        ArtifactController, TelemetryController, IncidentController, WebhookController],
+                        ArtifactController, TelemetryController, IncidentController, WebhookController, FixController],
         dependencies={"service": Provide(provide_service, sync_to_thread=False),
                       "events": Provide(provide_events, sync_to_thread=False),
                       "artifacts": Provide(provide_artifacts, sync_to_thread=False),
@@ -116,7 +123,8 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
                       "analyzer": Provide(provide_analyzer, sync_to_thread=False),
                       "incidents": Provide(provide_incidents, sync_to_thread=False),
                       "telemetry": Provide(provide_telemetry, sync_to_thread=False),
-                      "webhooks": Provide(provide_webhooks, sync_to_thread=False)},
+                      "webhooks": Provide(provide_webhooks, sync_to_thread=False),
+                      "loop": Provide(provide_loop, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         guards=[scope_guard],
         lifespan=[lifespan],

@@ -21,10 +21,15 @@ from typing import Any
 from config import defaults
 from config.settings import Settings, SourceSpec
 from engine.analysis import Analyzer
+from engine.auto_heal import AutoHeal
 from engine.connect import sync_client
 from engine.errors import TaskyardError
 from engine.event_jobs import EventJobs, JobOptions
+from engine.fix_agent import FixAgent
 from engine.github_api import GitHubClient
+from engine.loop_options import LoopOptions
+from engine.playbooks import load_playbooks
+from engine.replay import Replay
 from engine.rules import RuleBook
 from engine.schedules import Schedule, Scheduler, schedules_of
 from engine.store import SyncRunner, ThreadLocalRunner
@@ -66,9 +71,13 @@ def engine_queue(settings: Settings, rules: RuleBook, url: str) -> EngineQueue:
         sources=dict(settings.sources), github_client=github_client,
         options=JobOptions(default_bound=settings.max_queue_depth,
                            offline_after_ms=int(settings.offline_after_s * 1000)))
+    analyzer = Analyzer(jobs.runner, settings.detectors)
+    options = LoopOptions.from_settings(settings, load_playbooks())
+    fixer, replay = FixAgent(jobs.runner, options), Replay(jobs.runner, analyzer, options)
+    AutoHeal(jobs.runner, options).attach(analyzer, fixer, replay)
     return EngineQueue(url, jobs, heartbeat_timeout_ms=int(max(60.0, settings.offline_after_s) * 1000),
-                       analyzer=Analyzer(jobs.runner, settings.detectors),
-                       webhooks=WebhookDelivery(jobs.runner, settings.outbound.allow_hosts))
+                       analyzer=analyzer, webhooks=WebhookDelivery(jobs.runner, settings.outbound.allow_hosts),
+                       fixer=fixer, replay=replay)
 
 
 class EngineProcess:

@@ -69,3 +69,9 @@ DETECTOR_LOOP_CYCLES = 2  # full cycles of a 2- or 3-call pattern (A-B-A-B) that
 DETECTOR_COST_SPIKE_FACTOR = 5.0  # times the worker's recent median cost a completed run must exceed
 DETECTOR_COST_SPIKE_MIN_RUNS = 5  # recent runs needed before cost_spike judges at all
 DETECTOR_COST_SPIKE_MIN_USD = 0.10  # USD a run must cost at least for cost_spike to fire (noise floor)
+
+# fix agent and regression replay (issue 6)
+FIX_AGENT_CONFIG = "taskyard-agent.yaml"  # the agent's own settings file in its repo, edited by the builtin runner
+FIX_GUARD_FILE = "taskyard-guard.yaml"  # the input-guard file the builtin runner writes for prompt_injection
+REPLAY_TIMEOUT_S = 3600.0  # seconds a regression run waits for its replayed tasks before giving up
+REPLAY_MAX_CASES = 10  # cases (affected tasks, newest first) a regression run replays when none are named

@@ -45,6 +45,8 @@ __all__ = [
     "AgentHealthSpec",
     "ApiKeySpec",
     "ArtifactSettings",
+    "AutoHealSpec",
+    "FixSettings",
     "Duration",
     "OutboundSpec",
     "PolicySpec",
@@ -110,10 +112,56 @@ class ArtifactSettings(Strict):
         return value
 
 
+def _repo_relative(value: str, what: str) -> str:
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith("/") or ".." in parts or not value.strip():
+        raise ValueError(f"{what} {value!r} must be a path inside the repository (relative, no '..')")
+    return value
+
+
 class RepoSpec(Strict):
-    path: str
-    base_ref: str = "main"
-    allowed_paths: list[str] = Field(default_factory=list)
+    """A git repository the fix agent may commit to and regression replay checks out (``repo:``)."""
+
+    path: str  # the repository (an absolute path is best: a relative one is taken from serve's directory)
+    base_ref: str = "main"  # what fix branches start from
+    # paths (files, or directories ending in "/"; "." for everything) a fix may change; required so that an
+    # agent-written diff can never touch the rest of the repository by accident
+    allowed_paths: list[str] = Field(min_length=1)
+    agent_config: str = defaults.FIX_AGENT_CONFIG  # the agent's own YAML settings the builtin runner edits
+    worker_file: str | None = None  # the worker's taskyard YAML inside the repo, if it lives there (timeout fixes)
+    guard_file: str = defaults.FIX_GUARD_FILE  # where the builtin runner writes an input guard (prompt_injection)
+
+    @field_validator("allowed_paths")
+    @classmethod
+    def _allowed_shape(cls, value: list[str]) -> list[str]:
+        return [item if item in (".", "./") else _repo_relative(item, "allowed path") for item in value]
+
+    @field_validator("agent_config", "guard_file", "worker_file")
+    @classmethod
+    def _inside(cls, value: str | None) -> str | None:
+        return None if value is None else _repo_relative(value, "file")
+
+    @field_validator("base_ref")
+    @classmethod
+    def _ref_shape(cls, value: str) -> str:
+        if not value or value.startswith("-") or any(c.isspace() for c in value):
+            raise ValueError("must be a git ref (a branch, tag or commit) without spaces")
+        return value
+
+
+class AutoHealSpec(Strict):
+    """``auto_heal:`` on a worker: on a new incident, run the fix agent then a regression replay by themselves,
+    at most ``attempts`` fix runs per incident. Nothing is ever merged: a person reviews the branch."""
+
+    attempts: int = Field(default=1, ge=1, le=5)
+
+
+class FixSettings(Strict):
+    """The fix agent and regression replay (``fix:``)."""
+
+    worktree_dir: Path | None = None  # where replay checks out before/after worktrees (default <data_dir>/worktrees)
+    replay_timeout: PositiveDuration = defaults.REPLAY_TIMEOUT_S  # seconds a regression run waits for its tasks
+    max_cases: int = Field(default=defaults.REPLAY_MAX_CASES, ge=1, le=100)  # cases replayed when none are named
 
 
 class WorkerSpec(Strict):
@@ -133,6 +181,7 @@ class WorkerSpec(Strict):
     auto: bool = True  # takes round-robin traffic when a task names no worker and no pool
     headers: dict[str, str] = Field(default_factory=dict)  # endpoint only: sent with every request
     repo: RepoSpec | None = None
+    auto_heal: AutoHealSpec | None = None  # fix agent + regression replay on each new incident of this worker
     events: list[WorkerRuleSpec] = Field(default_factory=list)  # rules whose target is this worker
     schedule: list[ScheduleSpec] = Field(default_factory=list)
     policy: PolicySpec = Field(default_factory=PolicySpec)  # what GitHub write-back may do with its results
@@ -221,6 +270,8 @@ class Settings(Strict):
     pricing: PriceList = Field(default_factory=list)  # LLM prices replacing or adding to config/pricing.py
     agent_health: AgentHealthSpec = Field(default_factory=AgentHealthSpec)  # MeshAI agents' heartbeat ages
     detectors: DetectorSettings = Field(default_factory=DetectorSettings)  # failure-detector thresholds
+    repos: dict[str, RepoSpec] = Field(default_factory=dict)  # per project: the repo of its workers without one
+    fix: FixSettings = Field(default_factory=FixSettings)  # fix agent and regression replay
     _worker_files: dict[str, str] = PrivateAttr(default_factory=dict)  # worker -> workers_dir file it came from
 
     @property
@@ -253,9 +304,9 @@ class Settings(Strict):
                 raise ValueError("the source name 'schedule' is reserved for cron schedules")
         return value
 
-    @field_validator("project_rate_limits")
+    @field_validator("project_rate_limits", "repos")
     @classmethod
-    def _project_names(cls, value: dict[str, RateLimitSpec]) -> dict[str, RateLimitSpec]:
+    def _project_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not WORKER_NAME_RE.fullmatch(name):
                 raise ValueError(f"project name {name!r} must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,8 @@ class Analyzer:
     def __init__(self, runner: Runner, settings: DetectorSettings) -> None:
         self.runner = runner
         self.settings = settings
+        # callbacks (project, worker, outcomes) after detections were recorded: auto-heal's trigger
+        self.on_outcomes: list[Callable[[str, str, list[incidents.Outcome]], None]] = []
 
     # -- engine jobs --------------------------------------------------------------------------------------
     def analyze_job(self, trace_id: str, attempt: int) -> Retry | None:
@@ -119,7 +122,8 @@ class Analyzer:
         if not final and trace.status != "running":
             return None  # it ended meanwhile: the final analysis has it
         events, truncated = self._events(trace, final=final)
-        facts = self._facts(trace)
+        facts, replay = self._facts(trace)
+        record = record and not replay  # a regression run's replay judges a fix; it is not a new occurrence
         if final:
             detections = analyze(events, facts, self.settings)
         else:
@@ -134,7 +138,12 @@ class Analyzer:
                 now_ms=result.analyzed_at_ms))
             result.incidents = [o.to_public() for o in outcomes]
             alerts.incident_alerts(self.runner, trace.project, outcomes)  # incident.created / .regressed
-        self._store(trace, result)
+            for callback in self.on_outcomes:
+                try:
+                    callback(trace.project, trace.worker, outcomes)
+                except Exception:  # a follow-up never undoes the analysis
+                    logger.exception("an analysis callback failed", extra={"trace_id": trace.id})
+        self._store(trace, result, replay=replay)
         return result
 
     def _events(self, trace: Trace, *, final: bool) -> tuple[list[dict[str, Any]], bool]:
@@ -162,13 +171,16 @@ class Analyzer:
         found += [e.to_public() for e in reversed(tail)]
         return found, trace.events > len(found)
 
-    def _facts(self, trace: Trace) -> TraceFacts:
+    def _facts(self, trace: Trace) -> tuple[TraceFacts, bool]:
+        """The facts detectors judge the trace with, and whether it is a regression run's replay."""
         task: dict[str, str] = {}
         kind = None
+        replay = False
         if trace.source == "task" and trace.task_id:
-            state, error, result = self.runner.run(Op(list, command=(
-                "HMGET", keys.key("task", id=trace.task_id), "state", "error", "result")))
+            state, error, result, replay_of = self.runner.run(Op(list, command=(
+                "HMGET", keys.key("task", id=trace.task_id), "state", "error", "result", "regression_run")))
             task = {"state": state, "error": error, "result": result}
+            replay = bool(replay_of)
             found = self.runner.run(registry.get_def(trace.worker)) if trace.worker else None
             kind = found[0].kind if found is not None else None
         worker = trace.worker or trace.agent
@@ -187,10 +199,11 @@ class Analyzer:
             trace_id=trace.id, status=trace.status, source=trace.source, worker=worker, project=trace.project,
             duration_ms=duration, tokens_in=trace.tokens_in, tokens_out=trace.tokens_out,
             cost_usd=trace.cost_usd, task_state=task.get("state"), task_error=task.get("error"),
-            task_result=task.get("result"), worker_kind=kind, recent_costs=tuple(costs))
+            task_result=task.get("result"), worker_kind=kind, recent_costs=tuple(costs)), replay
 
-    def _store(self, trace: Trace, result: Analysis) -> None:
-        sample = result.final and trace.status == "completed" and trace.cost_usd > 0
+    def _store(self, trace: Trace, result: Analysis, *, replay: bool = False) -> None:
+        # a replayed run (regression run) is no sample of the worker's normal cost
+        sample = result.final and trace.status == "completed" and trace.cost_usd > 0 and not replay
         costs = keys.key("recent_costs", project=trace.project, worker=trace.worker or trace.agent or "-")
         self.runner.run(Op(int, script="analysis_store", args=(
             trace.id, result.to_json(), "1" if result.trace_ended else "0",

@@ -17,7 +17,7 @@ status and mecha's message in one place (``api/errors.py``); nothing else builds
     │   └── OutboundRefused     an alert webhook URL that is not http(s) or reaches a private address (SSRF)
     ├── NotFound                    a record does not exist (or belongs to another project)
     │   ├── TaskNotFound / EventNotFound / WorkerNotFound / TraceNotFound / ArtifactNotFound
-    │   ├── IncidentNotFound / WebhookNotFound
+    │   ├── IncidentNotFound / WebhookNotFound / FixRunNotFound / RegressionRunNotFound
     │   └── UnknownSource           a webhook for a source the config does not define
     ├── Conflict                    the request contradicts stored state (e.g. a worker name already taken)
     ├── AdmissionRefused            the dispatcher would not take the task; nothing was stored
@@ -28,6 +28,9 @@ status and mecha's message in one place (``api/errors.py``); nothing else builds
     ├── RateLimited                 a caller used up its rate limit (429 with Retry-After)
     ├── BackendError                a worker backend could not run a task (bad command, unreachable endpoint)
     ├── GitHubError                 a GitHub API call failed; ``retryable`` says whether a later try may work
+    ├── GitError                    a git operation of the fix agent or replay failed (bad repo, unknown ref)
+    │   ├── PathRefused             a proposed change touches paths outside the repo's ``allowed_paths``
+    │   └── UnusableDiff            a proposed diff is empty, malformed or does not apply to the base
     ├── TemplateInvalid             a prompt template does not compile (found when the config is checked)
     ├── TemplateFailed              a template could not render for one event (undefined variable, unsafe access)
     └── FilterInvalid               a rule's filter has a bad shape (found when the config is checked)
@@ -47,16 +50,20 @@ __all__ = [
     "EventNotFound",
     "Conflict",
     "FilterInvalid",
+    "FixRunNotFound",
     "Forbidden",
+    "GitError",
     "GitHubError",
     "IncidentNotFound",
     "InvalidSignature",
     "NoOnlineWorkers",
     "NotFound",
     "OutboundRefused",
+    "PathRefused",
     "PayloadTooLarge",
     "QueueFull",
     "RateLimited",
+    "RegressionRunNotFound",
     "StoreUnavailable",
     "TaskNotFound",
     "TraceNotFound",
@@ -67,6 +74,7 @@ __all__ = [
     "UnknownSource",
     "Unprocessable",
     "UnsupportedContentType",
+    "UnusableDiff",
     "ValidationFailed",
     "WebhookInvalid",
     "WebhookNotFound",
@@ -211,6 +219,19 @@ class ArtifactNotFound(NotFound):
     message = "artifact not found"
 
 
+class FixRunNotFound(NotFound):
+    """No fix run with that id in the caller's project. List an incident's runs with
+    GET /api/incidents/{id}/fix-runs."""
+
+    message = "fix run not found"
+
+
+class RegressionRunNotFound(NotFound):
+    """No regression run with that id in the caller's project."""
+
+    message = "regression run not found"
+
+
 class WorkerNotFound(NotFound):
     """No worker definition with that name. List them with GET /workers."""
 
@@ -291,6 +312,31 @@ class GitHubError(TaskyardError):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+
+
+class GitError(TaskyardError):
+    """A git operation of the fix agent or of regression replay failed: the configured ``repo.path`` is not a
+    git repository, a ref does not exist, a branch name is taken, or git itself failed. The message names the
+    repository and what to check."""
+
+    message = "git operation failed"
+
+
+class PathRefused(GitError):
+    """A proposed change touches paths outside the repository's ``allowed_paths`` (or inside ``.git``);
+    nothing was committed. ``paths`` lists the refused ones. Widen ``allowed_paths`` if the change is wanted."""
+
+    def __init__(self, paths: list[str]) -> None:
+        shown = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+        super().__init__(f"changes outside allowed_paths refused: {shown}")
+        self.paths = paths
+
+
+class UnusableDiff(GitError):
+    """A proposed diff cannot be used: it is empty, not a unified diff, or does not apply to the base ref
+    (the message carries git's reason). Nothing was committed."""
+
+    message = "unusable diff"
 
 
 class TemplateInvalid(TaskyardError):

@@ -98,6 +98,8 @@ class Incident:
     regressions: int
     resolved_at_ms: int | None = None
     history: tuple[dict[str, Any], ...] | None = None  # only when read one by one
+    fix_run_id: str = ""  # the fix a regression run verified (set with the resolve it caused)
+    regression_run_id: str = ""  # that regression run
 
     @classmethod
     def from_row(cls, row: list[Any], history: list[str] | None = None) -> Incident:
@@ -117,7 +119,8 @@ class Incident:
             critical_step_seq=int(critical) if critical else None,
             confidence=float(h.get("confidence") or 0), regressions=int(h.get("regressions") or 0),
             resolved_at_ms=int(h["resolved_at"]) if h.get("resolved_at") else None,
-            history=tuple(json.loads(e) for e in history) if history is not None else None)
+            history=tuple(json.loads(e) for e in history) if history is not None else None,
+            fix_run_id=h.get("fix_run_id", ""), regression_run_id=h.get("regression_run_id", ""))
 
     def to_public(self, *, playbook: str | None = None) -> dict[str, Any]:
         """The listing's shape; an incident read with its history (GET /api/incidents/{id}) adds the
@@ -134,6 +137,8 @@ class Incident:
             "representative": {"trace_id": self.trace_id, "task_id": self.task_id or None,
                                "worker": self.worker or None},
             "detector_version": self.detector_version,
+            "fix": ({"fix_run_id": self.fix_run_id or None, "regression_run_id": self.regression_run_id}
+                    if self.regression_run_id else None),
         }
         if self.history is not None:
             public["evidence"] = {"seqs": list(self.evidence), "critical_step_seq": self.critical_step_seq,

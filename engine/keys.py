@@ -93,6 +93,12 @@ TEMPLATES: dict[str, str] = {
     "inc_status": "ty:p:{project}:incidents:s:{status}",  # zset: by last activity seq, one per status
     "inc_class": "ty:p:{project}:incidents:c:{cls}",  # zset: by last activity seq, one per failure class
     "inc_worker": "ty:p:{project}:incidents:w:{worker}",  # zset: by last activity seq, one per worker or agent
+    # fix runs and regression runs (issue 6)
+    "fix_run": "ty:fixrun:{id}",  # hash: a fix run (incident, runner, repo, status, plan, diff, commit, fallback)
+    "regression_run": "ty:regrun:{id}",  # hash: a regression run (incident, refs, status, cases JSON, verdict)
+    "incident_fix_runs": "ty:incident:{id}:fixruns",  # zset: fix run id by its number n for the incident
+    "incident_regression_runs": "ty:incident:{id}:regruns",  # zset: regression run id by its number n
+    "incident_active_run": "ty:incident:{id}:active:{kind}",  # string: the run of a kind (fix|regression) in progress
     # outbound alert webhooks (issue 5)
     "webhook": "ty:webhook:{id}",  # hash: a subscription (project, url, events, classes, secret, created_at)
     "webhook_log": "ty:webhook:{id}:log",  # list: JSON delivery attempts, newest first (capped)

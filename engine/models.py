@@ -76,6 +76,8 @@ class Task:
     owner: str | None = None
     lost: int = 0
     dispatch: dict[str, Any] = field(default_factory=dict)
+    cwd: str | None = None  # set by the engine only (regression replay): run in this directory, not the worker's
+    regression_run: str | None = None  # the regression run this task replays a case for (not counted in incidents)
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Task:
@@ -106,6 +108,8 @@ class Task:
             owner=h.get("owner") or None,
             lost=int(h.get("lost", 0)),
             dispatch=decode_decision(h.get("dispatch")),
+            cwd=h.get("cwd") or None,
+            regression_run=h.get("regression_run") or None,
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -128,4 +132,5 @@ class Task:
             "dispatched_at": iso_ms(self.dispatched_at_ms),
             "completed_at": iso_ms(self.completed_at_ms),
             "dispatch": self.dispatch,
+            **({"regression_run": self.regression_run} if self.regression_run else {}),
         }

@@ -23,6 +23,8 @@ from engine.analysis import Analyzer
 from engine.clock import now_ms
 from engine.event_jobs import EventJobs, Retry
 from engine.event_sweep import EventSweep
+from engine.fix_agent import FixAgent
+from engine.replay import Replay
 from engine.store import Op
 from engine.webhook_delivery import WebhookDelivery
 from workers.liveness import Loop
@@ -45,7 +47,8 @@ SWEEP_JOIN_S = 2.0  # seconds to wait for the sweep thread when stopping
 class EngineQueue:
     def __init__(self, redis_url: str, jobs: EventJobs, *, heartbeat_timeout_ms: int,
                  threads: int = ENGINE_THREADS, analyzer: Analyzer | None = None,
-                 webhooks: WebhookDelivery | None = None) -> None:
+                 webhooks: WebhookDelivery | None = None, fixer: FixAgent | None = None,
+                 replay: Replay | None = None) -> None:
         self.jobs = jobs
         self.sweep = EventSweep(jobs)
         self.broker = RedisBroker(
@@ -64,11 +67,16 @@ class EngineQueue:
         if webhooks is not None:  # alert webhooks: one delivery attempt; a finished task's task.* event
             self._declare("deliver_webhook", webhooks.deliver)
             self._declare("task_event", lambda task_id, _attempt: alerts.task_event(jobs.runner, task_id))
+        if fixer is not None:  # closing the loop: the fix agent, and replay before and after a fix
+            self._declare("fix_agent", fixer.job, give_up=fixer.give_up)
+        if replay is not None:
+            self._declare("regression_replay", replay.job, give_up=replay.give_up)
         self.worker = dramatiq.Worker(self.broker, queues={keys.ENGINE_QUEUE}, worker_threads=threads,
                                       worker_timeout=POLL_MS)
         self.sweeper = Loop("event-sweep", SWEEP_EVERY_S, self._sweep)
 
-    def _declare(self, name: str, job: Any) -> None:
+    def _declare(self, name: str, job: Any, *, give_up: Any = None) -> None:
+        """An actor for ``job(subject, attempt)``; ``give_up(subject, error)`` runs when its last retry failed."""
         def run(subject: str, attempt: int | str = 1) -> None:
             try:
                 outcome = job(subject, int(attempt))
@@ -77,6 +85,8 @@ class EngineQueue:
                 if message is not None and message.options.get("retries", 0) >= JOB_RETRIES:
                     logger.error("engine job failed for good", exc_info=exc, extra={"job": name, "subject": subject})
                     try:
+                        if give_up is not None:
+                            give_up(subject, exc)
                         self.sweep.give_up(name, subject, exc)
                     except Exception:  # noqa: BLE001 - Redis may be what failed; the sweep is the backstop
                         logger.warning("could not record the failure", extra={"job": name, "subject": subject})

@@ -237,7 +237,7 @@ class WorkerRuntime:
                 handle.abort("shutdown")
         try:
             ctx = TaskContext(id=task.id, prompt=task.prompt, context=task.context, worker=spec.name,
-                              attempt=task.attempts, timeout=task.timeout or spec.timeout)
+                              attempt=task.attempts, timeout=task.timeout or spec.timeout, cwd=task.cwd)
             trace = self._start_trace(spec, task, ctx)
             try:
                 # Aborted before it began (cancelled, or the process is stopping): do not start it at all.

@@ -164,3 +164,40 @@ def test_source_names_are_checked(tmp_path: Path, name: str, reason: str) -> Non
     path = write(tmp_path, f"sources:\n  '{name}': {{}}\n")
     (issue,) = issues_of(path, env={})
     assert reason in issue and "sources" in issue
+
+
+def test_fix_agent_repos_auto_heal_and_fix_settings_load(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+repos:
+  default: {path: /srv/agents, allowed_paths: ["."]}
+fix: {replay_timeout: 10m, max_cases: 3, worktree_dir: /var/tmp/wt}
+workers:
+  - name: a
+    command: x
+    repo: {path: /srv/a, allowed_paths: [agents/, taskyard-agent.yaml], worker_file: config/workers/a.yaml}
+    auto_heal: {attempts: 2}
+""")
+    settings = load_settings(path, env={})
+    repo = settings.workers[0].repo
+    assert repo is not None and repo.agent_config == "taskyard-agent.yaml"
+    assert repo.worker_file == "config/workers/a.yaml"
+    assert settings.workers[0].auto_heal is not None and settings.workers[0].auto_heal.attempts == 2
+    assert settings.repos["default"].base_ref == "main"
+    assert settings.fix.replay_timeout == 600.0 and settings.fix.max_cases == 3
+
+
+def test_repo_settings_that_could_escape_the_repository_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+workers:
+  - name: a
+    command: x
+    repo: {path: /srv/a, allowed_paths: ["../etc"], agent_config: /etc/passwd, base_ref: "--force"}
+  - name: b
+    command: x
+    repo: {path: /srv/b}
+""")
+    issues = issues_of(path)
+    assert any("workers[0] (a).repo.allowed_paths" in i and "inside the repository" in i for i in issues), issues
+    assert any("workers[0] (a).repo.agent_config" in i for i in issues)
+    assert any("workers[0] (a).repo.base_ref" in i for i in issues)
+    assert any("workers[1] (b).repo.allowed_paths" in i for i in issues)

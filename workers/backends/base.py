@@ -36,6 +36,7 @@ class TaskContext:
     timeout: float  # seconds
     events: list[dict[str, Any]] = field(default_factory=list)
     trace_file: str | None = None  # command workers: where the process may append JSON-lines trace events
+    cwd: str | None = None  # the directory to run in instead of the worker's own (regression replay's worktree)
 
     def emit(self, event: dict[str, Any]) -> None:
         """Record a trace event for this run: ``{"type": "llm_call", "payload": {...}}`` (``timestamp`` and

@@ -37,10 +37,13 @@ class CommandBackend:
                "TASKYARD_ATTEMPT": str(ctx.attempt)}
         if ctx.trace_file:
             env["TASKYARD_TRACE_FILE"] = ctx.trace_file
+        cwd = ctx.cwd or self.spec.cwd or None
+        if cwd is not None and not os.path.isdir(cwd):  # else Popen's FileNotFoundError reads as a missing program
+            return Outcome("failed", error=f"working directory does not exist: {cwd}", retryable=False)
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL if in_argv else subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, cwd=self.spec.cwd or None, env=env, start_new_session=True)
+                stderr=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
         except FileNotFoundError:
             return Outcome("failed", error=f"command not found: {argv[0]}", retryable=False)
         except (PermissionError, NotADirectoryError, OSError) as exc:

@@ -35,6 +35,8 @@ class EndpointBackend:
     def run(self, ctx: TaskContext, handle: RunHandle) -> Outcome:
         deadline = time.monotonic() + ctx.timeout
         body = {"id": ctx.id, "prompt": ctx.prompt, "context": ctx.context or {}}
+        if ctx.cwd:  # a replayed case: the endpoint runs the code of this checkout (it must share our disk)
+            body["cwd"] = ctx.cwd
         delay, last_error = BACKOFF_BASE_S, ""
         with httpx.Client(headers=self.spec.headers) as client:
             while True:
