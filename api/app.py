@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 
 from api.auth import AuthGate, key_table, scope_guard
 from api.controllers import EventController, HealthController, TaskController, WorkerController
+from api.controllers.activity import ActivityController
 from api.controllers.artifacts import ArtifactController
 from api.controllers.fixes import FixController
 from api.controllers.incidents import IncidentController
@@ -24,6 +25,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimitGate, policy_of
 from config import defaults
 from config.settings import Settings
+from engine.activity import ActivityService, parse_entries
 from engine.analysis import Analyzer
 from engine.artifact_service import ArtifactService
 from engine.artifacts import LocalDiskStore
@@ -71,6 +73,8 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
         state["incidents"] = IncidentService(runner, playbooks)
         state["webhooks"] = WebhookService(runner, settings.outbound.allow_hosts)
         state["loop"] = LoopService(runner, LoopOptions.from_settings(settings, playbooks))
+        activity_hub = StreamHub(async_client(redis_url), parse=parse_entries)
+        state["activity"] = ActivityService(runner, activity_hub)
         analysis_runner = ThreadLocalRunner(lambda: sync_client(redis_url, single_connection=True))
         state["analyzer"] = Analyzer(analysis_runner, settings.detectors)
         state["telemetry"] = TelemetryService(runner, prices, health=settings.agent_health)
@@ -78,6 +82,7 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
             yield
         finally:
             await hub.close()
+            await activity_hub.close()
             analysis_runner.close()
             await client.aclose()
 
@@ -111,10 +116,14 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
     def provide_loop() -> LoopService:
         return state["loop"]
 
+    def provide_activity() -> ActivityService:
+        return state["activity"]
+
     app = Litestar(
         route_handlers=[HealthController, TaskController, WorkerController, EventController, TraceController,
                         MesediController,
-                        ArtifactController, TelemetryController, IncidentController, WebhookController, FixController],
+                        ArtifactController, TelemetryController, IncidentController, WebhookController, FixController,
+                        ActivityController],
         dependencies={"service": Provide(provide_service, sync_to_thread=False),
                       "events": Provide(provide_events, sync_to_thread=False),
                       "artifacts": Provide(provide_artifacts, sync_to_thread=False),
@@ -124,7 +133,8 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
                       "incidents": Provide(provide_incidents, sync_to_thread=False),
                       "telemetry": Provide(provide_telemetry, sync_to_thread=False),
                       "webhooks": Provide(provide_webhooks, sync_to_thread=False),
-                      "loop": Provide(provide_loop, sync_to_thread=False)},
+                      "loop": Provide(provide_loop, sync_to_thread=False),
+                      "activity": Provide(provide_activity, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         guards=[scope_guard],
         lifespan=[lifespan],

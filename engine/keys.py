@@ -106,6 +106,9 @@ TEMPLATES: dict[str, str] = {
     "hooks_event": "ty:p:{project}:hooks:e:{event}",  # set: subscription ids taking one event type
     "hooks_task": "ty:p:{project}:hooks:task",  # set: subscription ids taking task.* events (finalize's EXISTS)
     "hook_delivery": "ty:hookd:{id}",  # hash (expires): one delivery (webhook, event, data, status, attempts)
+    # the dashboard's live feed (issue 7)
+    "activity": "ty:p:{project}:activity",  # stream (capped): one entry per task, event, incident or run change
+    "task_minutes": "ty:p:{project}:tpm:{hour}",  # hash (expires): "<minute>:<created|completed|failed>" -> count
     # rate limits
     "ratelimit": "ty:rl:{bucket}",  # hash: token bucket (tokens, last refill ms)
     # metrics shared by every process

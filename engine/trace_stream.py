@@ -1,4 +1,5 @@
-"""Live trace events for subscribers in this process: one ``XREAD BLOCK`` over every watched trace stream.
+"""Live stream entries for subscribers in this process: one ``XREAD BLOCK`` over every watched stream (trace
+events; a hub built with another parser follows other streams, such as a project's activity feed).
 
 Every ``serve`` replica runs its own hub; the events themselves are in Redis streams, so a subscriber that
 reconnects to another replica resumes from its last seq and loses nothing. A subscriber registers before it
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ import redis
 import redis.asyncio as aioredis
 
 from engine import keys
-from engine.traces import TraceEvent, parse_stream_entries
+from engine.traces import parse_stream_entries
 
 __all__ = ["StreamHub", "Subscription"]
 
@@ -34,8 +35,8 @@ RETRY_S = 1.0  # seconds between reads while Redis is unreachable
 
 @dataclass(eq=False)
 class Subscription:
-    trace_id: str
-    queue: asyncio.Queue[TraceEvent | None] = field(default_factory=asyncio.Queue)
+    trace_id: str  # what is followed: a trace id, or the name of another stream
+    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     lagged: bool = False
     failed: bool = False  # the stream cannot be read (not a stream): the subscriber must stop
 
@@ -43,7 +44,7 @@ class Subscription:
         self.failed = True
         self.queue.put_nowait(None)
 
-    def offer(self, event: TraceEvent) -> None:
+    def offer(self, event: Any) -> None:
         if self.lagged or self.failed:
             return
         if self.queue.qsize() >= QUEUE_MAX:
@@ -56,17 +57,22 @@ class Subscription:
 
 
 class StreamHub:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis,
+                 parse: Callable[[list[Any]], list[Any]] = parse_stream_entries) -> None:
         self.client = client  # a client of its own: XREAD BLOCK holds a connection
+        self._parse = parse  # stream entries -> the items subscribers get (trace events by default)
         self._subs: dict[str, set[Subscription]] = {}
         self._positions: dict[str, str] = {}  # stream key -> last entry id read
         self._task: asyncio.Task[None] | None = None
 
-    @contextlib.asynccontextmanager
-    async def subscribe(self, trace_id: str) -> AsyncIterator[Subscription]:
+    def subscribe(self, trace_id: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
         """Watch a trace. Everything appended after this returns reaches the subscription's queue."""
-        stream = keys.key("trace_events", id=trace_id)
-        sub = Subscription(trace_id)
+        return self.watch(keys.key("trace_events", id=trace_id), trace_id)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, stream: str, name: str) -> AsyncIterator[Subscription]:
+        """Watch any stream key; ``name`` is what the subscription reports it follows."""
+        sub = Subscription(name)
         if stream not in self._positions:
             latest = await self.client.xrevrange(stream, "+", "-", count=1)
             if stream not in self._positions:  # another subscriber may have joined while this one waited
@@ -130,7 +136,7 @@ class StreamHub:
                 if not entries or stream not in self._positions:
                     continue
                 self._positions[stream] = entries[-1][0]
-                events = parse_stream_entries(entries)
+                events = self._parse(entries)
                 for sub in list(self._subs.get(stream, ())):
                     for event in events:
                         sub.offer(event)

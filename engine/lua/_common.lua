@@ -5,6 +5,27 @@
 local FINAL = {completed = true, failed = true, cancelled = true}
 local WAKE_TOKENS_MAX = 16  -- tokens kept on a worker's wake-up list (enough to wake every idle consumer)
 
+local ACTIVITY_MAX = 10000  -- entries of a project's activity stream kept (approximately: MAXLEN ~)
+local MINUTES_TTL_S = 7200  -- seconds an hour's per-minute task counters are kept
+local COUNTED = {pending = "created", completed = "completed", failed = "failed"}
+
+-- One entry on the project's activity stream (GET /api/activity, the dashboard's live feed): kind (task, event,
+-- incident, fix_run, regression_run), id, state and a short extra (the worker, the source...). A task's creation
+-- and its outcome also count into per-minute counters (GET /api/stats/tasks); the minute comes from the entry's
+-- id (the server's clock), so replicas with skewed clocks agree.
+local function activity(project, kind, id, state, extra)
+  local xid = redis.call("xadd", k_activity(project), "MAXLEN", "~", ACTIVITY_MAX, "*", "k", kind, "i", id,
+    "s", state, "x", extra or "")
+  local counted = kind == "task" and COUNTED[state]
+  if counted then
+    local minute = math.floor(tonumber(string.match(xid, "^%d+")) / 60000)
+    local key = k_task_minutes(project, math.floor(minute / 60))
+    if redis.call("hincrby", key, minute .. ":" .. counted, 1) == 1 then
+      redis.call("expire", key, MINUTES_TTL_S)
+    end
+  end
+end
+
 -- Move a task between states, keeping the per-state indexes exact.
 local function move_state(id, project, worker, seq, old, new)
   if old and old ~= new then
@@ -14,6 +35,9 @@ local function move_state(id, project, worker, seq, old, new)
   redis.call("zadd", k_idx_state(project, new), seq, id)
   redis.call("zadd", k_idx_worker_state(project, worker, new), seq, id)
   redis.call("hset", k_task(id), "state", new)
+  if old ~= new then
+    activity(project, "task", id, new, worker)
+  end
 end
 
 -- Put a Dramatiq message for the task on its worker's queue (Dramatiq 2.2.1's Redis layout: HSET the
@@ -300,6 +324,7 @@ local function move_event(id, project, source, seq, old, new, now, detail)
   local entry = {state = new, detail = detail}
   redis.call("rpush", k_event_history(id), string.sub(cjson.encode(entry), 1, -2) .. ',"at":' .. now .. '}')
   redis.call("hincrby", k_metrics(), "events_" .. new, 1)
+  activity(project, "event", id, new, source)
 end
 
 -- A dispatched event whose tasks are all final (and with no dispatch waiting on a concurrency key) becomes

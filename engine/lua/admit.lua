@@ -53,4 +53,5 @@ if idem ~= "" then
 end
 enqueue(chosen, id, now, mid, true)
 redis.call("hincrby", k_metrics(), "tasks_created", 1)
+activity(project, "task", id, "pending", chosen)
 return {"ok", chosen, decision_json}

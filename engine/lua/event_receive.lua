@@ -29,6 +29,7 @@ redis.call("zadd", k_ev_source(project, source), seq, id)
 redis.call("zadd", k_ev_source_state(project, source, "received"), seq, id)
 redis.call("rpush", k_event_history(id), '{"state":"received","at":' .. now .. '}')
 redis.call("hincrby", k_metrics(), "events_received", 1)
+activity(project, "event", id, "received", source)
 redis.call("xadd", k_audit(), "MAXLEN", "~", audit_max, "*", "action", "event_received", "project", project, "event", id, "task", "",
            "detail", audit_detail)
 enqueue_job("process_event", {id}, now)

@@ -85,6 +85,9 @@ for i = 9, #ARGV, STRIDE do
     end
     incident_index(project, id, status, f[2], seq)
   end
+  if outcome ~= "duplicate" then
+    activity(project, "incident", id, outcome, cls)
+  end
   table.insert(answers, outcome .. ":" .. id)
 end
 return table.concat(answers, ",")

@@ -23,6 +23,7 @@ if status ~= "" and status ~= f[2] then
   end
   incident_log(id, {at = now, by = by, field = "status", from = f[2], to = status}, max_history)
   previous = f[2]
+  activity(project, "incident", id, status, "")
 end
 local old_owner = f[3] or ""
 if owner_given == "1" and owner ~= old_owner then

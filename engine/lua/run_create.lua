@@ -34,4 +34,5 @@ end
 redis.call("zadd", runs_key, n, run_id)
 redis.call("set", active_key, run_id)
 enqueue_job(job, {run_id}, now)
+activity(project, kind == "fix" and "fix_run" or "regression_run", run_id, "queued", incident)
 return {"created", run_id, tostring(n)}

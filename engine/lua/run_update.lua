@@ -5,7 +5,7 @@
 -- -> {"missing"} | {"stale", status} | {"ok", status}
 local kind, run_id, now, expect = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = kind == "regression" and k_regression_run(run_id) or k_fix_run(run_id)
-local f = redis.call("hmget", key, "status", "incident_id")
+local f = redis.call("hmget", key, "status", "incident_id", "project")
 if not f[1] then
   return {"missing"}
 end
@@ -20,6 +20,9 @@ for i = 5, #ARGV, 2 do
   end
 end
 redis.call("hset", key, "updated_at", now)
+if status ~= f[1] then
+  activity(f[3], kind == "regression" and "regression_run" or "fix_run", run_id, status, f[2])
+end
 if status == "completed" or status == "failed" then
   local active_key = k_incident_active_run(f[2], kind)
   if redis.call("get", active_key) == run_id then
