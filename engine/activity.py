@@ -11,7 +11,6 @@ holds the last ~10,000 entries: a client away longer than that resumes from the 
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from engine import keys
 from engine.errors import ValidationFailed
 from engine.models import iso_ms
 from engine.store import AsyncRunner, Op
-from engine.trace_stream import StreamHub
+from engine.trace_stream import StreamHub, live_items
 
 __all__ = ["KINDS", "Activity", "ActivityService", "check_after", "parse_entries", "read_after", "task_stats"]
 
@@ -134,16 +133,11 @@ class ActivityService:
                         yield entry
                     if len(page) < BACKLOG_PAGE:
                         break
-                while not sub.lagged:
-                    try:
-                        live = await asyncio.wait_for(sub.queue.get(), timeout=heartbeat_s)
-                    except TimeoutError:
+                async for live in live_items(sub, heartbeat_s):
+                    if live is None:
                         yield None
-                        continue
-                    if sub.failed or live is None:
-                        return
-                    if sub.lagged:
-                        break
-                    if live.order > order_of(last):
+                    elif live.order > order_of(last):
                         last = live.id
                         yield live
+                if sub.failed:
+                    return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -20,7 +19,7 @@ from engine.paging import page_request
 from engine.pricing import PriceBook
 from engine.store import AsyncRunner, Op
 from engine.trace_events import Rejection, prepare_batch
-from engine.trace_stream import StreamHub
+from engine.trace_stream import StreamHub, live_items
 from engine.traces import TRACE_STATUSES, Trace, TraceEvent
 
 __all__ = ["AGENT_RE", "IngestResult", "TRACE_ID_RE", "TraceService"]
@@ -189,19 +188,14 @@ class TraceService:
                 async for event in self._backlog(trace_id, last):
                     last = event.seq
                     yield event
-                while not sub.lagged:
-                    try:
-                        live = await asyncio.wait_for(sub.queue.get(), timeout=heartbeat_s)
-                    except TimeoutError:
+                async for live in live_items(sub, heartbeat_s):
+                    if live is None:
                         yield None
-                        continue
-                    if sub.failed or live is None:
-                        return  # the stream cannot be followed (see StreamHub): end the feed
-                    if sub.lagged:
-                        break  # the queue was dropped: read the backlog from the last seq passed on
-                    if live.seq > last:
+                    elif live.seq > last:
                         last = live.seq
                         yield live
+                if sub.failed:
+                    return  # the stream cannot be followed (see StreamHub): end the feed
 
     async def _backlog(self, trace_id: str, after_seq: int) -> AsyncIterator[TraceEvent]:
         while True:

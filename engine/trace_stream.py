@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from engine import keys
 from engine.traces import parse_stream_entries
 
-__all__ = ["StreamHub", "Subscription"]
+__all__ = ["StreamHub", "Subscription", "live_items"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,23 @@ class Subscription:
             self.queue.put_nowait(event)  # wake the reader so it notices
             return
         self.queue.put_nowait(event)
+
+
+async def live_items(sub: Subscription, heartbeat_s: float) -> AsyncIterator[Any]:
+    """What reaches a subscription, as it arrives; None after ``heartbeat_s`` seconds of silence. Ends when the
+    subscription lagged (the follower re-reads its backlog, then comes back) or failed (``sub.failed``: stop)."""
+    while not sub.lagged:
+        try:
+            item = await asyncio.wait_for(sub.queue.get(), timeout=heartbeat_s)
+        except TimeoutError:
+            yield None
+            continue
+        if sub.failed or item is None:
+            sub.failed = True
+            return
+        if sub.lagged:
+            return  # the queue was dropped
+        yield item
 
 
 class StreamHub:
