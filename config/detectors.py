@@ -66,7 +66,9 @@ class ThresholdOverride(Strict):
 class DetectorSettings(_Limits):
     """``detectors:``: the default thresholds plus overrides by project and by worker name."""
 
+    # overrides by project name
     projects: dict[str, ThresholdOverride] = Field(default_factory=dict)
+    # overrides by worker name (win over the project's)
     workers: dict[str, ThresholdOverride] = Field(default_factory=dict)
 
     @field_validator("projects", "workers")

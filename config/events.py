@@ -33,12 +33,19 @@ class SourceSpec(Strict):
     for the API key instead. ``token`` and ``api_url`` are what write-back and lazy attributes call GitHub with.
     """
 
+    # github (the source named github), hmac (generic signed) or plain (API key)
     type: SourceType | None = None
+    # HMAC secret; without one the source needs the API key
     secret: str | None = None
+    # GitHub token for diffs and write-back
     token: str | None = None
+    # GitHub API base URL (GitHub Enterprise)
     api_url: str | None = None
+    # header carrying the HMAC signature (hmac sources)
     signature_header: str | None = None
+    # header whose value deduplicates deliveries
     delivery_header: str | None = None
+    # header naming the event type
     event_header: str | None = None
     max_body_bytes: int = Field(default=defaults.WEBHOOK_MAX_BODY_BYTES, ge=1)  # bytes
     rate_limit: RateLimitSpec | None = None  # one bucket for every delivery to this source; off unless set
@@ -96,11 +103,16 @@ class PolicySpec(Strict):
     that may be. Comments longer than ``max_comment_chars`` are cut with a visible note.
     """
 
+    # may post the result as a pull request comment
     comment: bool = True
+    # may set a commit status (context taskyard)
     status: bool = True
+    # may add labels
     labels: bool = True
     max_comment_chars: int = Field(default=defaults.GITHUB_MAX_COMMENT_CHARS, ge=1, le=65_536)  # characters
+    # labels never added
     blocked_labels: list[str] = Field(default_factory=list)
+    # if set, the only labels that may be added
     allowed_labels: list[str] | None = None
 
 
@@ -118,8 +130,10 @@ class ScheduleSpec(Strict):
     """A cron entry under a worker's ``schedule:``: its task goes to that worker."""
 
     cron: str  # five fields: minute hour day-of-month month day-of-week
+    # the task's prompt
     prompt: str = Field(min_length=1)
     timezone: str = "UTC"  # IANA name, e.g. Europe/Berlin
+    # a stable name for the schedule (default: from cron and prompt)
     name: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
     @model_validator(mode="after")
@@ -131,7 +145,9 @@ class ScheduleSpec(Strict):
 class TopScheduleSpec(ScheduleSpec):
     """A top-level ``schedules:`` entry: names exactly one of ``worker`` or ``pool``."""
 
+    # the target worker (or give pool)
     worker: str | None = None
+    # the target pool (or give worker)
     pool: str | None = None
 
     @model_validator(mode="after")
@@ -157,14 +173,19 @@ class RuleSpec(Strict):
 
     under_worker: ClassVar[bool] = False
 
+    # the source name (a key of sources)
     source: str
     on: list[str] = Field(min_length=1)  # event types; globs such as pull_request.* and * allowed
+    # attribute and payload-path conditions, lists any-of, globs, not
     filter: dict[str, Any] = Field(default_factory=dict)
+    # the task's prompt template ({{.var}} or Jinja)
     prompt: str = Field(min_length=1)
     auto: bool = True  # false: the event matches and is recorded, but no task is dispatched
     concurrency_key: str | None = Field(default=None, min_length=1)  # template, e.g. "{{.repo_name}}#{{.number}}"
     on_conflict: ConflictPolicy = "queue"  # what a match does while a task with the same key runs
+    # the target worker (top-level rules)
     worker: str | None = None
+    # the target pool (top-level rules)
     pool: str | None = Field(default=None, min_length=1)
 
     @field_validator("source", "worker")

@@ -29,6 +29,7 @@ __all__ = ["DEFAULT_PRICES", "PriceList", "PriceSpec"]
 class PriceSpec(Strict):
     """One model's price: USD per million input and output tokens, and the date that price took effect."""
 
+    # model name as reported in llm_call events (dated snapshots match by prefix)
     model: str = Field(min_length=1, max_length=200)
     input_per_million: float = Field(ge=0)  # USD per 1,000,000 input (prompt) tokens
     output_per_million: float = Field(ge=0)  # USD per 1,000,000 output (completion) tokens

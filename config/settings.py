@@ -81,15 +81,20 @@ class TraceSettings(Strict):
 
 
 class ApiKeySpec(Strict):
+    # the secret, sent as Authorization: Bearer or X-API-Key
     key: str = Field(min_length=1)
+    # the project whose data the key sees
     project: str = Field(default=defaults.DEFAULT_PROJECT, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+    # admin, submit, ingest, read (at least one)
     scopes: list[Scope] = Field(default_factory=lambda: ["admin"], min_length=1)  # type: ignore[arg-type]
+    # this key's own bucket (overrides rate_limit)
     rate_limit: RateLimitSpec | None = None
 
     _key_shape = field_validator("key")(classmethod(lambda cls, v: _check_key(v)))
 
 
 class OutboundSpec(Strict):
+    # hosts or IPs that alert webhooks may reach although private or loopback
     allow_hosts: list[str] = Field(default_factory=list)
 
 
@@ -101,6 +106,7 @@ class ArtifactSettings(Strict):
     whole family)."""
 
     max_bytes: int = Field(default=defaults.ARTIFACT_MAX_BYTES, ge=1)  # bytes
+    # media types allowed (image/* allows a family)
     content_types: list[str] = Field(default_factory=lambda: list(defaults.ARTIFACT_CONTENT_TYPES))
 
     @field_validator("content_types")
@@ -153,6 +159,7 @@ class AutoHealSpec(Strict):
     """``auto_heal:`` on a worker: on a new incident, run the fix agent then a regression replay by themselves,
     at most ``attempts`` fix runs per incident. Nothing is ever merged: a person reviews the branch."""
 
+    # fix runs auto-heal may start per incident
     attempts: int = Field(default=1, ge=1, le=5)
 
 
@@ -167,22 +174,35 @@ class FixSettings(Strict):
 class WorkerSpec(Strict):
     """One worker definition: exactly one of ``command``, ``endpoint`` or ``handler``."""
 
+    # [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 100 characters
     name: str
+    # argv list or shell-style string; prompt on stdin, or {prompt} in an argument
     command: list[str] | None = None
+    # http(s)://host:port speaking mecha's worker contract
     endpoint: str | None = None
+    # package.module:function, sync or async, called with a TaskContext
     handler: str | None = None
+    # working directory of a command
     cwd: str | None = None
+    # extra environment of a command (values redacted in GET /workers)
     env: dict[str, str] = Field(default_factory=dict)
+    # seconds per task; a task may set its own
     timeout: PositiveDuration = defaults.TASK_TIMEOUT_S
+    # tasks at once per worker process
     concurrency: int = Field(default=1, ge=1, le=1024)
+    # this worker's bound (default: the top-level max_queue_depth)
     max_queue_depth: int | None = Field(default=None, ge=1)
+    # attempts in all (1..10); a task may set its own
     max_retries: int = Field(default=defaults.MAX_RETRIES, ge=1, le=10)
+    # pools this worker serves (POST /task with pool)
     pools: list[str] = Field(default_factory=list)
     auto: bool = True  # takes round-robin traffic when a task names no worker and no pool
     headers: dict[str, str] = Field(default_factory=dict)  # endpoint only: sent with every request
+    # the git repository the fix agent commits to and regression replay checks out
     repo: RepoSpec | None = None
     auto_heal: AutoHealSpec | None = None  # fix agent + regression replay on each new incident of this worker
     events: list[WorkerRuleSpec] = Field(default_factory=list)  # rules whose target is this worker
+    # cron entries whose tasks go to this worker
     schedule: list[ScheduleSpec] = Field(default_factory=list)
     policy: PolicySpec = Field(default_factory=PolicySpec)  # what GitHub write-back may do with its results
 
@@ -239,33 +259,54 @@ class WorkerSpec(Strict):
 class Settings(Strict):
     """Everything a Taskyard process needs, validated. Built by :func:`config.loader.load_settings`."""
 
+    # mecha-style single key: all access, project default
     api_key: str | None = None
+    # several keys, each with its project, scopes (admin, submit, ingest, read) and rate limit
     api_keys: list[ApiKeySpec] = Field(default_factory=list)
+    # redis://, rediss:// or unix:// URL; leave it out for the embedded Redis under data_dir
     redis_url: str | None = None
+    # embedded Redis files, trace artifacts, replay worktrees (relative to the config file)
     data_dir: Path = Path(defaults.DATA_DIR)
+    # where serve listens
     host: str = defaults.HOST
+    # where serve listens (0: any free port)
     port: int = Field(default=defaults.PORT, ge=0, le=65535)
+    # default bound per worker: pending + dispatched tasks
     max_queue_depth: int = Field(default=defaults.MAX_QUEUE_DEPTH, ge=1)
     rate_limit: RateLimitSpec | None = None  # per API key (api_keys[].rate_limit overrides); off unless set
     project_rate_limits: dict[str, RateLimitSpec] = Field(default_factory=dict)  # one bucket per listed project
+    # alert webhooks: which private or loopback hosts they may reach
     outbound: OutboundSpec = Field(default_factory=OutboundSpec)
+    # trace artifact uploads
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    # inbound webhook sources by name (github, or generic HMAC or plain sources)
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
+    # worker definitions (and/or workers_dir)
     workers: list[WorkerSpec] = Field(default_factory=list)
+    # a directory of one-worker YAML files (mecha style), merged into workers
     workers_dir: Path | None = None
     rules: list[RuleSpec] = Field(default_factory=list)  # top-level rules; each names a worker or a pool
+    # seconds between a worker process's heartbeats
     heartbeat_interval: Annotated[float, BeforeValidator(parse_duration), at_least(0.1)] = \
         defaults.HEARTBEAT_INTERVAL_S
+    # missed heartbeats after which a process is gone and its tasks are requeued
     offline_after_heartbeats: int = Field(default=defaults.OFFLINE_AFTER_HEARTBEATS, ge=2)
+    # seconds a stopping worker process lets running tasks finish before requeueing them
     drain_timeout: Duration = defaults.DRAIN_TIMEOUT_S
+    # seconds a task may stay pending before it fails with expired
     task_expiry: Annotated[float, BeforeValidator(parse_duration), at_least(1.0)] = defaults.TASK_EXPIRY_S
+    # worker processes a task may lose before it fails with worker lost
     max_lost_deliveries: int = Field(default=defaults.MAX_LOST_DELIVERIES, ge=1)
+    # seconds an idle consumer blocks on its wake-up list before looking again
     poll_timeout: Annotated[float, BeforeValidator(parse_duration), at_least(0.01)] = defaults.POLL_TIMEOUT_S
+    # debug, info, warning or error
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     builtin_echo: bool = True  # define the `echo` worker when the config names no worker
     # engine processes per serve (webhook matching, dispatch, write-back); each has its own interpreter lock
     engine_processes: int = Field(default=defaults.ENGINE_PROCESSES, ge=1, le=64)
+    # top-level cron entries, each naming a worker or a pool
     schedules: list[TopScheduleSpec] = Field(default_factory=list)
+    # limits on trace ingest
     traces: TraceSettings = Field(default_factory=TraceSettings)
     pricing: PriceList = Field(default_factory=list)  # LLM prices replacing or adding to config/pricing.py
     agent_health: AgentHealthSpec = Field(default_factory=AgentHealthSpec)  # MeshAI agents' heartbeat ages

@@ -18,7 +18,9 @@ class AgentHealthSpec(Strict):
     """Heartbeat age thresholds, in seconds (``2m``, ``300s``): younger than ``degraded_after`` is healthy,
     from ``degraded_after`` until ``down_after`` degraded, from ``down_after`` on down."""
 
+    # heartbeat age (seconds) after which an agent is degraded
     degraded_after: _Threshold = defaults.AGENT_DEGRADED_AFTER_S
+    # heartbeat age (seconds) after which an agent is down
     down_after: _Threshold = defaults.AGENT_DOWN_AFTER_S
 
     @model_validator(mode="after")
