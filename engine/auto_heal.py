@@ -18,7 +18,7 @@ from engine.fix_agent import FixAgent
 from engine.ids import new_id
 from engine.incidents import Outcome
 from engine.loop_options import LoopOptions
-from engine.loop_plans import case_of, choose_runner, fix_fields, repo_for
+from engine.loop_plans import case_of, choose_runner, fix_fields, replayable, repo_for
 from engine.loop_records import FixRun, RegressionRun
 from engine.replay import Replay
 from engine.store import Runner
@@ -75,10 +75,15 @@ class AutoHeal:
         if incident is None:
             return
         defs = self._defs()
+        for other in self.runner.run(runs.list_ids("regression", incident.id, limit=100)):
+            if (self.runner.run(runs.get("regression", other)) or {}).get("fix_run_id") == run.id:
+                return  # done already (this follow-up ran before its job was redelivered)
         repo = RepoSpec.model_validate(run.repo)
-        found = [self.runner.run(tasks.get(t)) for t in incident.tasks[:self.options.max_cases]]
+        project_repo = self.options.repos.get(run.project)
+        found = [self.runner.run(tasks.get(t)) for t in incident.tasks]
         cases = [case_of(t, spec=defs.get(t.worker_name), repo=repo) for t in found
-                 if t is not None and not t.regression_run]
+                 if t is not None and not t.regression_run
+                 and replayable(defs.get(t.worker_name), repo, project_repo)][:self.options.max_cases]
         if not cases:
             logger.info("auto-heal: nothing to replay", extra={"incident": incident.id})
             return

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from config.settings import RepoSpec
-from engine import alerts, git_ops, incidents, registry, runs, tasks, traces
+from engine import alerts, git_ops, incidents, keys, registry, runs, tasks, traces
 from engine.admission import admission, refusal
 from engine.clock import now_ms
 from engine.errors import AdmissionRefused, GitError, TaskyardError
@@ -38,6 +38,7 @@ from engine.incidents import Incident
 from engine.loop_options import FIX_POOL, LoopOptions
 from engine.loop_records import FixRun
 from engine.models import FINAL_STATES, SubmitRequest
+from engine.store import Op
 
 __all__ = ["FixAgent", "branch_name", "fix_task_id"]
 
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 1.0  # seconds between looks at the fix-agent worker's task
 REFUSED_RETRY_S = 5.0  # seconds before submitting again when no fix-agent worker could take the task
+COMMIT_LOCK_MS = 600_000  # milliseconds a run's commit step holds its lock at most (git's own limit is 300 s)
 EVENT_WINDOW = 10  # events either side of the critical step that go into the bundle
 MAX_TASK_TEXT = 4_000  # characters of the original task's result or error in the bundle
 
@@ -71,6 +73,8 @@ class FixAgent:
             return None
         run = FixRun.from_hash(found)
         if run.status in runs.FINAL_STATUSES:
+            if run.status == "completed" and found.get("settled") != "1":
+                self._settle(run)  # the delivery that finished it died before its follow-ups
             return None
         if run.status == "queued":
             self.runner.run(runs.update("fix", run.id, now_ms=now_ms(), expect=("queued",),
@@ -82,8 +86,7 @@ class FixAgent:
         playbook = self.options.playbooks.get(incident.failure_class) or ""
         if run.runner == "worker":
             return self._worker(run, incident, playbook)
-        self._builtin(run, incident, playbook)
-        return None
+        return self._builtin(run, incident, playbook)
 
     def give_up(self, run_id: str, exc: BaseException) -> None:
         """The job failed for good: the run fails with the reason, so the next request can start a new one."""
@@ -92,16 +95,16 @@ class FixAgent:
             "error": f"the fix job failed: {type(exc).__name__}: {exc}"[:500]}))
 
     # -- runners -------------------------------------------------------------------------------------------
-    def _builtin(self, run: FixRun, incident: Incident, playbook: str) -> None:
+    def _builtin(self, run: FixRun, incident: Incident, playbook: str) -> Retry | None:
         repo = RepoSpec.model_validate(run.repo) if run.repo else None
         if repo is None:
             self._finish(run, plan=playbook, fallback=_no_repo(incident, run.project))
-            return
+            return None
         try:
             base = git_ops.resolve_ref(repo.path, run.base_ref)
         except GitError as exc:
             self._finish(run, plan=playbook, fallback=exc.message)
-            return
+            return None
         spec = self._worker_spec(incident.worker)
         trace = self.runner.run(traces.get(incident.trace_id)) if incident.trace_id else None
         facts = FixFacts(
@@ -115,11 +118,11 @@ class FixAgent:
             edit = builtin_fix(facts, lambda path: git_ops.read_file(repo.path, base, path))
         except GitError as exc:
             self._finish(run, plan=playbook, fallback=exc.message)
-            return
+            return None
         if not isinstance(edit, BuiltinFix):
             self._finish(run, plan=playbook, fallback=edit.reason)
-            return
-        self._commit(run, incident, repo, base, edit.plan,
+            return None
+        return self._commit(run, incident, repo, base, edit.plan,
                      lambda branch, message: git_ops.commit_files(
                          repo.path, base_ref=base, branch=branch, files=edit.files, message=message,
                          allowed_paths=repo.allowed_paths))
@@ -152,11 +155,10 @@ class FixAgent:
         except GitError as exc:
             self._finish(run, plan=proposal.plan, fallback=exc.message)
             return None
-        self._commit(run, incident, repo, base, proposal.plan,
-                     lambda branch, message: git_ops.commit_diff(
-                         repo.path, base_ref=base, branch=branch, diff=diff, message=message,
-                         allowed_paths=repo.allowed_paths))
-        return None
+        return self._commit(run, incident, repo, base, proposal.plan,
+                            lambda branch, message: git_ops.commit_diff(
+                                repo.path, base_ref=base, branch=branch, diff=diff, message=message,
+                                allowed_paths=repo.allowed_paths))
 
     def _submit(self, run: FixRun, incident: Incident, playbook: str) -> Retry | None:
         bundle = self._bundle(run, incident, playbook)
@@ -186,22 +188,34 @@ class FixAgent:
             self._finish(run, plan=playbook, fallback=f"could not submit the fix-agent task: {exc.message}")
             return None
         task_id = result.task_id if result.status == "dup" and result.task_id else fix_task_id(run.id)
+        if result.status == "dup" and self._field(task_id, "fix_run") != run.id:  # the key is the run's alone
+            self._finish(run, plan=playbook, fallback=f"task {task_id} holds this run's idempotency key but is not "
+                                                      "its fix-agent task; nothing was applied")
+            return None
         self.runner.run(runs.update("fix", run.id, now_ms=now_ms(), expect=("running",),
                                     fields={"task_id": task_id}))
         return Retry(delay_s=POLL_S, attempt=2)
 
     # -- shared --------------------------------------------------------------------------------------------
     def _commit(self, run: FixRun, incident: Incident, repo: RepoSpec, base: str, plan: str,
-                make: Callable[[str, str], git_ops.Commit]) -> None:
+                make: Callable[[str, str], git_ops.Commit]) -> Retry | None:
+        """Commit on the run's branch, one delivery of the job at a time (a redelivered job running beside the
+        first waits, then finds the run finished or the branch made and reuses it)."""
         branch = branch_name(incident.id, run.n)
         message = (f"taskyard: fix {incident.failure_class} incident {incident.id[:12]} (run {run.n})\n\n{plan}\n\n"
                    f"Incident: {incident.id}\nFix-Run: {run.id}\n")
+        lock = keys.key("lock", name=f"fixrun:{run.id}")
+        if not self.runner.run(Op(bool, command=("SET", lock, "1", "NX", "PX", COMMIT_LOCK_MS))):
+            return Retry(delay_s=POLL_S, attempt=2)
         try:
             commit = git_ops.existing_commit(repo.path, base=base, branch=branch) or make(branch, message)
         except GitError as exc:
             self._finish(run, plan=plan, fallback=exc.message)
-            return
+            return None
+        finally:
+            self.runner.run(Op(int, command=("DEL", lock)))
         self._finish(run, plan=plan, commit=commit)
+        return None
 
     def _finish(self, run: FixRun, *, plan: str, fallback: str = "", commit: git_ops.Commit | None = None) -> None:
         fields = {"status": "completed", "plan": plan, "fallback": "1" if fallback else "0",
@@ -217,11 +231,21 @@ class FixAgent:
         done = FixRun.from_hash(stored) if stored else run
         logger.info("fix run completed", extra={"run": run.id, "incident": run.incident_id,
                                                 "fallback": done.fallback, "commit": done.commit})
+        self._settle(done)
+
+    def _settle(self, done: FixRun) -> None:
+        """What follows a completed run (its alert, auto-heal's next step), then ``settled``: a job that dies in
+        between does it again when redelivered (the alert is deduplicated)."""
         public = done.to_public()
         public.pop("diff", None)  # alerts stay small: the diff is one GET away
-        self.runner.run(alerts.emit_op(run.project, "fix_run.completed", public, dedupe=f"fix_run.completed:{run.id}"))
+        self.runner.run(alerts.emit_op(done.project, "fix_run.completed", public,
+                                       dedupe=f"fix_run.completed:{done.id}"))
         for callback in self.on_completed:
             callback(done)
+        self.runner.run(runs.update("fix", done.id, now_ms=now_ms(), expect=("completed",), fields={"settled": "1"}))
+
+    def _field(self, task_id: str, name: str) -> str | None:
+        return self.runner.run(Op(lambda raw: raw, command=("HGET", keys.key("task", id=task_id), name)))
 
     def _worker_spec(self, worker: str) -> Any:
         found = self.runner.run(registry.get_def(worker)) if worker else None

@@ -187,8 +187,33 @@ def _task(task: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+_QUERY_SECRET = re.compile(r"([?&](?:code|sig|signature|key|token|secret|password|api[_-]?key|access_token)=)[^&#\s]+",
+                           re.I)
+_USER_FLAGS = frozenset({"-u", "--user", "--auth", "--basic-auth"})  # the next argument is user:password
+
+
+def _argv(command: list[Any]) -> list[Any]:
+    """A command line without secrets passed as separate arguments (``--password hunter2``, ``-u bob:pw``) or in
+    query strings; ``--password=x`` is caught by the text rules."""
+    out: list[Any] = []
+    hide_next = False
+    for arg in command:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        out.append(_QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, arg) if isinstance(arg, str) else arg)
+        if isinstance(arg, str) and arg.startswith("-") and "=" not in arg:
+            hide_next = arg in _USER_FLAGS or _secret_key(arg.lstrip("-"))
+    return out
+
+
 def _worker(worker: Mapping[str, Any]) -> dict[str, Any]:
     definition = dict(worker)
+    if isinstance(definition.get("command"), list):
+        definition["command"] = _argv(definition["command"])
+    if isinstance(definition.get("endpoint"), str):
+        definition["endpoint"] = _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, definition["endpoint"])
     for key in ("env", "headers"):  # they commonly hold keys, whatever their names
         if key in definition and definition[key] is not None:
             value = definition[key]

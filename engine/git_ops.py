@@ -258,14 +258,18 @@ def read_file(repo_path: str, commit: str, path: str) -> str | None:
 
 def existing_commit(repo_path: str, *, base: str, branch: str) -> Commit | None:
     """The commit a previous call made on ``branch`` (one commit by :data:`AUTHOR` on ``base``), so a job that
-    runs again after its outcome was lost reuses it; None when the branch does not exist. A branch of that name
-    that is something else -> GitError (it is taken)."""
+    runs again after its outcome was lost reuses it; None when the branch does not exist, or still points at
+    ``base`` (an interrupted attempt: it is deleted). A branch of that name that is something else -> GitError
+    (it is taken)."""
     repo = _open(repo_path)
     _check_branch(repo, branch)
     if not _branch_exists(repo, branch):
         return None
     base_sha = _resolve(repo, base)
     sha = _resolve(repo, f"refs/heads/{branch}")
+    if sha == base_sha:  # an attempt interrupted between making the branch and committing: start again
+        repo.out("update-ref", "-d", f"refs/heads/{branch}", base_sha)
+        return None
     facts = repo.out("log", "-1", "--format=%P%x00%ae", sha).decode("utf-8", "replace").strip().split("\0")
     if len(facts) != 2 or facts[0] != base_sha or facts[1] != AUTHOR[1]:
         raise GitError(f"branch '{branch}' already exists in {repo_path}")

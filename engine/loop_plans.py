@@ -16,7 +16,7 @@ from engine.errors import Unprocessable
 from engine.loop_options import FIX_POOL
 from engine.models import Task
 
-__all__ = ["RUNNERS", "case_of", "check_ref", "choose_runner", "fix_fields", "pick_cases", "repo_for"]
+__all__ = ["RUNNERS", "case_of", "check_ref", "choose_runner", "fix_fields", "pick_cases", "repo_for", "replayable"]
 
 RUNNERS = ("builtin", "worker")
 MAX_REF_CHARS = 200  # characters of a git ref given in a request
@@ -29,7 +29,7 @@ def repo_for(requested: str | None, *, worker: WorkerSpec | None, project_repo: 
     configured = [r for r in (worker.repo if worker else None, project_repo) if r is not None]
     if requested is None:
         return configured[0] if configured else None
-    if not isinstance(requested, str) or not requested.strip():
+    if not isinstance(requested, str) or not requested.strip() or "\0" in requested:
         raise Unprocessable("invalid repo: a repository path")
     wanted = os.path.realpath(requested)
     for repo in configured:
@@ -65,6 +65,21 @@ def fix_fields(*, repo: RepoSpec | None, base_ref: str | None, runner: str, auto
     """The stored fields of a new fix run."""
     return {"runner": runner, "repo": json.dumps(repo.model_dump(mode="json")) if repo else "",
             "base_ref": base_ref or (repo.base_ref if repo else ""), "auto": "1" if auto else "0"}
+
+
+def replayable(spec: WorkerSpec | None, repo: RepoSpec, project_repo: RepoSpec | None) -> bool:
+    """Whether a task of this worker can be replayed in worktrees of ``repo``: the worker is still defined, its
+    repository (its own, else the project's) is ``repo``, and its ``cwd`` (if any) lies inside it. An incident
+    groups the same failure across workers; a worker of another repository cannot be judged in this one."""
+    if spec is None:
+        return False
+    own = repo_for(None, worker=spec, project_repo=project_repo)
+    if own is None or os.path.realpath(own.path) != os.path.realpath(repo.path):
+        return False
+    if spec.cwd:
+        rel = os.path.relpath(os.path.realpath(spec.cwd), os.path.realpath(repo.path))
+        return rel == "." or not rel.startswith("..")
+    return True
 
 
 def case_of(task: Task, *, spec: WorkerSpec | None, repo: RepoSpec) -> dict[str, Any]:

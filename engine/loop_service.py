@@ -19,7 +19,7 @@ from engine.errors import FixRunNotFound, GitError, IncidentNotFound, Regression
 from engine.ids import is_id, new_id
 from engine.incidents import Incident
 from engine.loop_options import LoopOptions
-from engine.loop_plans import case_of, check_ref, choose_runner, fix_fields, pick_cases, repo_for
+from engine.loop_plans import case_of, check_ref, choose_runner, fix_fields, pick_cases, replayable, repo_for
 from engine.loop_records import FixRun, RegressionRun
 from engine.replay_verdict import compare
 from engine.store import AsyncRunner
@@ -152,14 +152,23 @@ class LoopService:
 
     async def _cases(self, incident: Incident, requested: Any, defs: dict[str, WorkerSpec],
                      repo: RepoSpec) -> list[dict[str, Any]]:
-        chosen = pick_cases(incident.tasks, requested, limit=self.options.max_cases)
-        found = await asyncio.gather(*(self.runner.run(tasks.get(t)) for t in chosen))
-        cases = [case_of(task, spec=defs.get(task.worker_name), repo=repo)
-                 for task in found if task is not None and not task.regression_run]
-        if not cases:
-            raise Unprocessable("nothing to replay: the incident has no recorded tasks (traces of external agents "
-                                "cannot be replayed, and expired tasks are gone)")
-        return cases
+        project_repo = self.options.repos.get(incident.project)
+        found = await asyncio.gather(*(self.runner.run(tasks.get(t)) for t in incident.tasks))
+        usable = {task.id: task for task in found if task is not None and not task.regression_run
+                  and replayable(defs.get(task.worker_name), repo, project_repo)}
+        if requested is not None:
+            chosen = pick_cases(incident.tasks, requested, limit=self.options.max_cases)
+            for task_id in chosen:
+                if task_id not in usable:
+                    raise Unprocessable(f"invalid cases: task {task_id} cannot be replayed in {repo.path} (it is gone, "
+                                        "or its worker is not defined or works in another repository)")
+        else:
+            chosen = pick_cases([t for t in incident.tasks if t in usable], None, limit=self.options.max_cases)
+        if not chosen:
+            raise Unprocessable(f"nothing to replay: none of the incident's recorded tasks ran on a worker of "
+                                f"{repo.path} that is still defined (traces of external agents cannot be replayed, "
+                                "and expired tasks are gone)")
+        return [case_of(usable[t], spec=defs.get(usable[t].worker_name), repo=repo) for t in chosen]
 
     async def regression_run(self, project: str, run_id: str) -> RegressionRun:
         found = await self.runner.run(runs.get("regression", run_id)) if is_id(run_id) else None

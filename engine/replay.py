@@ -31,7 +31,7 @@ from engine.event_jobs import Retry
 from engine.loop_options import LoopOptions
 from engine.loop_records import RegressionRun
 from engine.models import FINAL_STATES, SubmitRequest
-from engine.replay_verdict import case_result, side_failed, summarize
+from engine.replay_verdict import settle, side_failed, summarize
 from engine.store import Op, Runner
 
 __all__ = ["SIDES", "Replay", "replay_task_id"]
@@ -57,6 +57,8 @@ class Replay:
             return None
         run = RegressionRun.from_hash(found)
         if run.status in runs.FINAL_STATUSES:
+            if run.status == "completed" and found.get("settled") != "1":
+                self._settle(run)  # the delivery that finished it died before its follow-ups
             return None
         if run.status == "queued":
             self.runner.run(runs.update("regression", run.id, now_ms=now_ms(), expect=("queued",),
@@ -148,8 +150,13 @@ class Replay:
                     changed = True
                     continue
                 if result.status in ("ok", "dup"):
-                    judged["task_id"] = result.task_id if result.status == "dup" and result.task_id else task_id
-                    judged["trace_id"] = judged["task_id"]
+                    admitted = result.task_id if result.status == "dup" and result.task_id else task_id
+                    owner = self.runner.run(Op(lambda raw: raw, command=(
+                        "HGET", keys.key("task", id=admitted), "regression_run")))
+                    if owner != run.id:  # the idempotency key is the run's alone: never adopt another task
+                        judged["error"] = f"task {admitted} holds this case's idempotency key but is not its replay"
+                    else:
+                        judged["task_id"] = judged["trace_id"] = admitted
                     changed = True
         return changed
 
@@ -192,7 +199,10 @@ class Replay:
     def _finish(self, run: RegressionRun, cases: list[dict[str, Any]], *, error: str = "") -> None:
         try:
             for case in cases:
-                case["result"] = "error" if error else case_result(case.get("before", {}), case.get("after", {}))
+                if error:
+                    case["result"] = "error"
+                else:
+                    settle(case)
             counts, verdict = summarize(cases)
             if error:
                 verdict = "error"
@@ -206,15 +216,22 @@ class Replay:
             return  # another delivery of the job finished it first
         logger.info("regression run completed", extra={"run": run.id, "incident": run.incident_id,
                                                        "verdict": verdict, **counts})
-        if verdict == "fixed":
-            self._resolve(run)
         stored = self.runner.run(runs.get("regression", run.id))
-        done = RegressionRun.from_hash(stored) if stored else run
-        self.runner.run(alerts.emit_op(run.project, "regression_run.completed", {
-            **done.to_public(), "cases": len(done.cases)}, failure_class=run.failure_class,
-            dedupe=f"regression_run.completed:{run.id}"))
+        self._settle(RegressionRun.from_hash(stored) if stored else run)
+
+    def _settle(self, done: RegressionRun) -> None:
+        """What follows a completed run (resolving the incident on ``fixed``, the alert, auto-heal's next step),
+        then ``settled``: a job that dies in between does it all again when redelivered (each step is idempotent:
+        resolving a resolved incident changes nothing, the alert is deduplicated)."""
+        if done.verdict == "fixed":
+            self._resolve(done)
+        self.runner.run(alerts.emit_op(done.project, "regression_run.completed", {
+            **done.to_public(), "cases": len(done.cases)}, failure_class=done.failure_class,
+            dedupe=f"regression_run.completed:{done.id}"))
         for callback in self.on_verdict:
             callback(done)
+        self.runner.run(runs.update("regression", done.id, now_ms=now_ms(), expect=("completed",),
+                                    fields={"settled": "1"}))
 
     def _resolve(self, run: RegressionRun) -> None:
         """A verified fix: the incident is resolved with the fix linked."""

@@ -3,7 +3,9 @@ and the side-by-side comparison.
 
 A side (one replayed task) **fails** when the detectors find the incident's failure class in its new trace.
 A case is ``error`` when a side could not be judged (its task never ran, was cancelled, has no trace, or did
-not finish in time); else ``not_fixed`` when the after side fails, ``fixed`` when only the before side fails,
+not finish in time); else ``not_fixed`` when the after side fails, or when the fix **broke** the run (the after
+side shows a failure class the before side did not, or ended other than ``completed`` where the before side
+completed: a "fix" that deletes the agent must not pass as one); ``fixed`` when only the before side fails;
 and ``not_reproduced`` when neither does: a failure that does not show before the fix proves nothing about the
 fix, so it is never counted as fixed. The run's verdict: ``not_fixed`` if any case is; else ``error`` if any
 case is; else ``fixed`` if any case is; else ``not_reproduced``. So ``fixed`` means: at least one case
@@ -16,7 +18,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CASE_RESULTS", "VERDICTS", "case_result", "compare", "side_failed", "summarize"]
+__all__ = ["CASE_RESULTS", "VERDICTS", "case_result", "compare", "settle", "side_failed", "summarize"]
 
 CASE_RESULTS = ("fixed", "not_fixed", "not_reproduced", "error")
 VERDICTS = ("fixed", "not_fixed", "not_reproduced", "error")
@@ -35,6 +37,32 @@ def case_result(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     if after["failed"]:
         return "not_fixed"
     return "fixed" if before["failed"] else "not_reproduced"
+
+
+def broken(before: Mapping[str, Any], after: Mapping[str, Any]) -> str | None:
+    """Why the after side counts as a failure although the incident's class is gone, or None."""
+    gone_wrong = sorted({d["failure_class"] for d in after.get("detections", [])}
+                        - {d["failure_class"] for d in before.get("detections", [])})
+    if gone_wrong:
+        return "new failures after the fix: " + ", ".join(gone_wrong)
+    if before.get("state") == "completed" and after.get("state") not in (None, "completed"):
+        return f"the task ended {after.get('state')} after the fix (it completed before)"
+    return None
+
+
+def settle(case: dict[str, Any]) -> str:
+    """Judge a case whose sides are judged: sets ``result``, and on the after side ``failed`` and ``broken``
+    when the fix broke the run. Answers the result."""
+    before, after = case.get("before") or {}, case.get("after") or {}
+    result = case_result(before, after)
+    if result in ("fixed", "not_reproduced"):
+        reason = broken(before, after)
+        if reason is not None:
+            after["failed"] = True
+            after["broken"] = reason
+            result = "not_fixed"
+    case["result"] = result
+    return result
 
 
 def summarize(cases: Sequence[Mapping[str, Any]]) -> tuple[dict[str, int], str]:

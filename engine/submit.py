@@ -14,6 +14,9 @@ __all__ = ["parse_submit"]
 
 _FIELDS = {"prompt", "worker", "pool", "context", "timeout", "max_retries", "idempotency_key"}
 MAX_IDEMPOTENCY_KEY_CHARS = 256  # characters
+# idempotency keys the engine gives its own tasks (rules, the fix agent, regression replay): a client may not take
+# one first and have its task adopted in their place
+RESERVED_KEY_PREFIXES = ("event:", "fix:", "regression:")
 MAX_TIMEOUT_S = 7 * 86400.0  # seconds, longest timeout a task may ask for
 MIN_TIMEOUT_S = 0.001  # seconds, shortest
 
@@ -69,6 +72,9 @@ def parse_submit(body: Any) -> SubmitRequest:
         raise ValidationFailed("invalid request body: worker is not a valid worker name")
     if worker and pool:
         raise ValidationFailed("invalid request body: give worker or pool, not both")
+    if key is not None and key.startswith(RESERVED_KEY_PREFIXES):
+        raise ValidationFailed("invalid request body: idempotency_key may not start with "
+                               + ", ".join(RESERVED_KEY_PREFIXES) + " (reserved for the engine's own tasks)")
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
         raise ValidationFailed(f"invalid request body: idempotency_key over {MAX_IDEMPOTENCY_KEY_CHARS} characters")
     return SubmitRequest(prompt=prompt, worker=worker, pool=pool, context=context, timeout=timeout,

@@ -17,6 +17,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, CurrentMessage, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from engine import alerts, keys
 from engine.analysis import Analyzer
@@ -80,7 +81,7 @@ class EngineQueue:
         def run(subject: str, attempt: int | str = 1) -> None:
             try:
                 outcome = job(subject, int(attempt))
-            except Exception as exc:
+            except (Exception, TimeLimitExceeded) as exc:  # the time limit's exception is a BaseException
                 message = CurrentMessage.get_current_message()
                 if message is not None and message.options.get("retries", 0) >= JOB_RETRIES:
                     logger.error("engine job failed for good", exc_info=exc, extra={"job": name, "subject": subject})
@@ -102,6 +103,9 @@ class EngineQueue:
                                            queue_name=keys.ENGINE_QUEUE, priority=0, options={})
 
     def start(self) -> None:
+        # Dramatiq's CLI tells middleware the process booted; an embedded Worker does not, and TimeLimit only
+        # starts watching deadlines then (without this, JOB_TIME_LIMIT_MS would never apply).
+        self.broker.emit_after("process_boot")
         self.worker.start()
         self.sweeper.start()
 

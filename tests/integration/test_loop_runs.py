@@ -180,3 +180,88 @@ def test_a_job_that_gives_up_fails_the_run_and_frees_the_incident(redis_client: 
     run = FixRun.from_hash(runner.run(runs.get("fix", run_id)) or {})
     assert run.status == "failed" and "redis went away" in run.error
     assert _start(runner, incident_id, None) != run_id
+
+
+def test_two_deliveries_of_one_job_at_once_make_one_commit_and_no_false_fallback(
+        redis_url: str, redis_client: redis.Redis, repo: Path, tmp_path: Path) -> None:
+    runner = SyncRunner(redis_client)
+    incident_id = _incident(runner)
+    run_id = _start(runner, incident_id, RepoSpec(path=str(repo), allowed_paths=["."]))
+    retries: list[Any] = []
+
+    def deliver() -> None:
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        agent = FixAgent(SyncRunner(client), _options(tmp_path))
+        outcome = agent.job(run_id, 1)
+        while outcome is not None:  # the other delivery held the commit step: look again, as Dramatiq would
+            retries.append(outcome)
+            outcome = agent.job(run_id, 2)
+        client.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run = FixRun.from_hash(runner.run(runs.get("fix", run_id)) or {})
+    assert run.status == "completed" and not run.fallback and run.commit, run
+    assert _git(repo, "rev-parse", run.branch).strip() == run.commit
+
+
+def test_a_branch_left_at_the_base_by_an_interrupted_attempt_is_made_again(redis_client: redis.Redis, repo: Path,
+                                                                          tmp_path: Path) -> None:
+    runner = SyncRunner(redis_client)
+    incident_id = _incident(runner)
+    run_id = _start(runner, incident_id, RepoSpec(path=str(repo), allowed_paths=["."]))
+    _git(repo, "branch", branch_name(incident_id, 1), "main")  # made, then the process died before the commit
+    FixAgent(runner, _options(tmp_path)).job(run_id, 1)
+    run = FixRun.from_hash(runner.run(runs.get("fix", run_id)) or {})
+    assert not run.fallback and run.commit and run.commit != _git(repo, "rev-parse", "main").strip()
+
+
+def test_follow_ups_lost_with_a_crashed_delivery_run_when_the_job_comes_back(redis_client: redis.Redis, repo: Path,
+                                                                            tmp_path: Path) -> None:
+    runner = SyncRunner(redis_client)
+    incident_id = _incident(runner)
+    run_id = _start(runner, incident_id, RepoSpec(path=str(repo), allowed_paths=["."]))
+    agent = FixAgent(runner, _options(tmp_path))
+    seen: list[str] = []
+
+    def follow_up(done: FixRun) -> None:
+        seen.append(done.id)
+        if len(seen) == 1:
+            raise ConnectionError("redis blip")
+
+    agent.on_completed.append(follow_up)
+    with pytest.raises(ConnectionError):
+        agent.job(run_id, 1)  # the run is stored completed, then its follow-up fails: Dramatiq retries the job
+    assert (runner.run(runs.get("fix", run_id)) or {}).get("settled") is None
+    agent.job(run_id, 1)
+    assert seen == [run_id, run_id] and (runner.run(runs.get("fix", run_id)) or {}).get("settled") == "1"
+    agent.job(run_id, 1)
+    assert seen == [run_id, run_id]  # settled: nothing runs a third time
+
+
+def test_a_task_holding_the_runs_idempotency_key_is_never_adopted(redis_client: redis.Redis, repo: Path,
+                                                                   tmp_path: Path) -> None:
+    from config.settings import WorkerSpec
+    from engine import registry
+    from engine.admission import admission
+    from engine.models import SubmitRequest
+
+    runner = SyncRunner(redis_client)
+    fixer = WorkerSpec(name="fixer", command=["true"], pools=["fix-agent"])
+    runner.run(registry.register(fixer, source="config"))
+    incident_id = _incident(runner)
+    created = runner.run(runs.create("fix", incident_id=incident_id, project=PROJECT, run_id=new_id(), now_ms=1,
+                                     fields=fix_fields(repo=RepoSpec(path=str(repo), allowed_paths=["."]),
+                                                       base_ref=None, runner="worker")))
+    assert created is not None
+    # someone took the key first (the API refuses it; here it is written below the API)
+    request = SubmitRequest(prompt="{}", worker="fixer", idempotency_key=f"fix:{created.run_id}")
+    taken = runner.run(admission(request, {"fixer": fixer}, task_id=new_id(), project=PROJECT, now_ms=1,
+                                 default_bound=10, offline_after_ms=3000))
+    assert taken.status == "ok"
+    FixAgent(runner, _options(tmp_path)).job(created.run_id, 1)
+    run = FixRun.from_hash(runner.run(runs.get("fix", created.run_id)) or {})
+    assert run.fallback and "is not its fix-agent task" in run.fallback_reason and not run.commit

@@ -247,3 +247,16 @@ def test_random_text_is_redacted_without_errors_and_redacting_again_changes_noth
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
         once = redact(text)
         assert isinstance(once, str) and redact(once) == once
+
+
+def test_secrets_given_as_separate_arguments_or_in_urls_are_redacted() -> None:
+    bundle = build_bundle(incident={"id": "i", "failure_class": "loop"}, playbook=None, events=[],
+                          critical_step_seq=None, task=None, repo=None, worker={
+                              "name": "w", "command": ["agent", "--password", "hunter2", "--api-key", "k-12345",
+                                                       "-u", "bob:pw", "--verbose", "on", "--model", "m"],
+                              "endpoint": "https://fn.example/api?code=Zx9secret&region=eu"})
+    worker = bundle["worker"]
+    assert worker["command"] == ["agent", "--password", REDACTED, "--api-key", REDACTED, "-u", REDACTED,
+                                 "--verbose", "on", "--model", "m"]
+    assert worker["endpoint"] == f"https://fn.example/api?code={REDACTED}&region=eu"
+    assert "hunter2" not in render_prompt(bundle) and "Zx9secret" not in render_prompt(bundle)

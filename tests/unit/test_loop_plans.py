@@ -8,7 +8,7 @@ import pytest
 
 from config.settings import RepoSpec, WorkerSpec
 from engine.errors import Unprocessable
-from engine.loop_plans import case_of, check_ref, choose_runner, fix_fields, pick_cases, repo_for
+from engine.loop_plans import case_of, check_ref, choose_runner, fix_fields, pick_cases, replayable, repo_for
 from engine.models import Task
 
 
@@ -83,3 +83,20 @@ def test_cases_default_to_the_newest_and_must_belong_to_the_incident() -> None:
         pick_cases(affected, [], limit=2)
     with pytest.raises(Unprocessable, match="invalid cases"):
         pick_cases(affected, "a", limit=2)
+
+
+def test_only_workers_of_the_runs_repository_can_be_replayed_in_it(tmp_path: Path) -> None:
+    repo = RepoSpec(path=str(tmp_path / "agents"), allowed_paths=["."])
+    other = RepoSpec(path=str(tmp_path / "other"), allowed_paths=["."])
+    assert replayable(_worker(repo=repo.model_dump(), cwd=str(tmp_path / "agents" / "x")), repo, None)
+    assert replayable(_worker(repo=repo.model_dump()), repo, None)
+    assert replayable(_worker(), repo, repo)  # the project's repo
+    assert not replayable(_worker(repo=other.model_dump()), repo, None)
+    assert not replayable(_worker(repo=repo.model_dump(), cwd="/elsewhere"), repo, None)
+    assert not replayable(_worker(), repo, None)
+    assert not replayable(None, repo, repo)
+
+
+def test_a_repo_path_with_a_nul_byte_is_refused_not_a_crash(tmp_path: Path) -> None:
+    with pytest.raises(Unprocessable, match="invalid repo"):
+        repo_for("a\0b", worker=None, project_repo=RepoSpec(path=str(tmp_path), allowed_paths=["."]))

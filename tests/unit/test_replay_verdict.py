@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.replay_verdict import case_result, compare, side_failed, summarize
+from engine.replay_verdict import case_result, compare, settle, side_failed, summarize
 
 LOOP = {"failure_class": "loop", "signature": "tool:search"}
 CRASH = {"failure_class": "crash", "signature": "boom"}
@@ -74,3 +74,28 @@ def test_the_comparison_shows_what_changed_per_case() -> None:
 def test_the_comparison_of_a_side_that_never_ran_has_no_deltas() -> None:
     [view] = compare([{"task_id": "t", "before": {"error": "cancelled"}, "after": {"duration_ms": 5}}])
     assert view["changes"]["duration_ms"] is None and view["before"]["error"] == "cancelled"
+
+
+def _judged(state: str, *classes: str, failed: bool) -> dict:
+    return {"state": state, "failed": failed,
+            "detections": [{"failure_class": c, "signature": "s"} for c in classes]}
+
+
+def test_a_fix_that_breaks_the_run_is_not_fixed_even_without_the_incidents_class() -> None:
+    # the "fix" deleted the agent: the loop is gone, but the task now fails with a new failure class
+    case = {"before": _judged("completed", "loop", failed=True),
+            "after": _judged("failed", "exit_nonzero", failed=False)}
+    assert settle(case) == "not_fixed"
+    assert case["after"]["failed"] is True and "exit_nonzero" in case["after"]["broken"]
+    assert summarize([case]) == ({"before_fail": 1, "before_pass": 0, "after_fail": 1, "after_pass": 0},
+                                 "not_fixed")
+
+
+def test_a_run_that_completed_before_and_not_after_is_broken() -> None:
+    case = {"before": _judged("completed", "loop", failed=True), "after": _judged("failed", failed=False)}
+    assert settle(case) == "not_fixed" and "ended failed" in case["after"]["broken"]
+
+
+def test_a_failing_run_that_now_completes_cleanly_is_fixed() -> None:
+    case = {"before": _judged("failed", "timeout", failed=True), "after": _judged("completed", failed=False)}
+    assert settle(case) == "fixed" and "broken" not in case["after"]

@@ -66,3 +66,11 @@ def test_pool_plan_and_empty_pool() -> None:
     assert [c[0] for c in p.candidates] == ["b"] and p.rr_group == "pool:reviewers"
     with pytest.raises(NoOnlineWorkers):
         plan(parse_submit({"prompt": "x", "pool": "nobody"}), defs, default_bound=3)
+
+
+@pytest.mark.parametrize("key", ["fix:0123", "regression:run:0:before", "event:e:r"])
+def test_the_engines_own_idempotency_keys_cannot_be_taken_by_a_client(key: str) -> None:
+    # a client that took a fix run's key first would have its task adopted as the fix agent's answer
+    with pytest.raises(ValidationFailed, match="reserved for the engine's own tasks"):
+        parse_submit({"prompt": "x", "idempotency_key": key})
+    assert parse_submit({"prompt": "x", "idempotency_key": "fixture:1"}).idempotency_key == "fixture:1"
