@@ -21,6 +21,7 @@ from typing import Any
 from config import defaults
 from config.settings import Settings, SourceSpec
 from engine.analysis import Analyzer
+from engine.artifacts import LocalDiskStore
 from engine.auto_heal import AutoHeal
 from engine.connect import sync_client
 from engine.errors import TaskyardError
@@ -30,6 +31,7 @@ from engine.github_api import GitHubClient
 from engine.loop_options import LoopOptions
 from engine.playbooks import load_playbooks
 from engine.replay import Replay
+from engine.retention import RetentionPolicy, RetentionSweep
 from engine.rules import RuleBook
 from engine.schedules import Schedule, Scheduler, schedules_of
 from engine.store import SyncRunner, ThreadLocalRunner
@@ -75,9 +77,12 @@ def engine_queue(settings: Settings, rules: RuleBook, url: str) -> EngineQueue:
     options = LoopOptions.from_settings(settings, load_playbooks())
     fixer, replay = FixAgent(jobs.runner, options), Replay(jobs.runner, analyzer, options)
     AutoHeal(jobs.runner, options).attach(analyzer, fixer, replay)
+    retention = RetentionSweep(jobs.runner, RetentionPolicy.from_settings(settings.retention),
+                               artifacts=LocalDiskStore(settings.data_dir / "artifacts"),
+                               known_projects={defaults.DEFAULT_PROJECT, *(k.project for k in settings.api_keys)})
     return EngineQueue(url, jobs, heartbeat_timeout_ms=int(max(60.0, settings.offline_after_s) * 1000),
                        analyzer=analyzer, webhooks=WebhookDelivery(jobs.runner, settings.outbound.allow_hosts),
-                       fixer=fixer, replay=replay)
+                       fixer=fixer, replay=replay, retention=retention)
 
 
 class EngineProcess:

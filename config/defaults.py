@@ -70,6 +70,13 @@ DETECTOR_COST_SPIKE_FACTOR = 5.0  # times the worker's recent median cost a comp
 DETECTOR_COST_SPIKE_MIN_RUNS = 5  # recent runs needed before cost_spike judges at all
 DETECTOR_COST_SPIKE_MIN_USD = 0.10  # USD a run must cost at least for cost_spike to fire (noise floor)
 
+# Retention (issue 8): how long finished records are kept; 0 (or null in the config) keeps them forever
+RETENTION_TASKS_S = 604_800.0  # seconds (7 days) a final task (completed, failed, cancelled) is kept after completed_at
+RETENTION_EVENTS_S = 604_800.0  # seconds (7 days) a webhook event in a final state is kept after its last change
+RETENTION_TRACES_S = 604_800.0  # seconds (7 days) an ended trace of an external agent is kept after its last change
+RETENTION_USAGE_S = 2_592_000.0  # seconds (30 days) a usage record is kept
+RETENTION_MIN_S = 60.0  # seconds, shortest period accepted other than 0 (a bare `7` is 7 seconds, not 7 days)
+
 # fix agent and regression replay (issue 6)
 FIX_AGENT_CONFIG = "taskyard-agent.yaml"  # the agent's own settings file in its repo, edited by the builtin runner
 FIX_GUARD_FILE = "taskyard-guard.yaml"  # the input-guard file the builtin runner writes for prompt_injection

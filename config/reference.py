@@ -97,7 +97,9 @@ def _rows(model: type[BaseModel], prefix: str, seen: frozenset[type]) -> Iterato
         if not meaning and model.__name__ == "ThresholdOverride":
             meaning = f"this project's or worker's detectors.{name}"
         meaning = meaning.replace("|", "\\|")
-        yield f"| `{key}` | `{_type_name(field.annotation)}` | {_default(field)} | {meaning} |"
+        kind = _type_name(field.annotation).replace("|", "\\|")  # a bare | would end the table cell
+        default = _default(field).replace("|", "\\|")
+        yield f"| `{key}` | `{kind}` | {default} | {meaning} |"
         for sub in _models_in(field.annotation):
             if sub not in seen:
                 many = "[]" if "list[" in str(field.annotation) else (

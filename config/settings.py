@@ -39,6 +39,7 @@ from config.events import (
     WorkerRuleSpec,
 )
 from config.pricing import PriceList, PriceSpec
+from config.retention import RetentionSettings
 from config.telemetry import AgentHealthSpec
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "PriceSpec",
     "RateLimitSpec",
     "RepoSpec",
+    "RetentionSettings",
     "RuleSpec",
     "ScheduleSpec",
     "Settings",
@@ -313,6 +315,8 @@ class Settings(Strict):
     detectors: DetectorSettings = Field(default_factory=DetectorSettings)  # failure-detector thresholds
     repos: dict[str, RepoSpec] = Field(default_factory=dict)  # per project: the repo of its workers without one
     fix: FixSettings = Field(default_factory=FixSettings)  # fix agent and regression replay
+    # how long finished tasks, events, traces and usage records are kept (0 or null: forever)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     _worker_files: dict[str, str] = PrivateAttr(default_factory=dict)  # worker -> workers_dir file it came from
 
     @property

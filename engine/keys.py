@@ -43,6 +43,9 @@ TEMPLATES: dict[str, str] = {
     "proc_cancel": "ty:proc:{proc}:cancel",  # list: task ids the process must cancel
     "rr": "ty:rr:{group}",  # counter: round-robin cursor of one candidate group
     "lock": "ty:lock:{name}",  # string: short leader lock for periodic jobs
+    # retention (issue 8)
+    "projects": "ty:projects",  # set: every project that stored a task, event, trace or usage record
+    "retention_mark": "ty:p:{project}:retention",  # hash: "traces" -> seq up to which the trace walk has settled
     # webhook events
     "event": "ty:event:{id}",  # hash: the event record (raw payload, attributes, matches, state)
     "event_history": "ty:event:{id}:history",  # list: JSON {state, at, detail}, oldest first

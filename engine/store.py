@@ -34,7 +34,8 @@ SCRIPTS = ("admit", "claim", "fetch_claim", "finish", "reap", "redispatch", "can
            "event_receive", "event_update", "event_list", "conc", "event_match",
            "trace_create", "trace_ingest", "trace_list", "analysis_store", "scan_next", "ratelimit", "usage_sum",
            "incident_record", "incident_update", "incident_get", "incident_list",
-           "webhook_list", "webhook_delete", "webhook_emit", "run_create", "run_update")
+           "webhook_list", "webhook_delete", "webhook_emit", "run_create", "run_update", "retention_sweep",
+           "event_replay_number")
 
 
 class Runner(Protocol):

@@ -75,10 +75,11 @@ def append(project: str, records: list[UsageRecord], *, now_ms: int) -> Op[list[
     records with their stream ids and times."""
     stamped = [replace(r, at_ms=now_ms) for r in records]
     stream = keys.key("usage", project=project)
-    commands = tuple(("XADD", stream, "*", *r.fields()) for r in stamped)
+    commands = (("SADD", keys.key("projects"), project),  # the retention sweep's list of projects
+                *(("XADD", stream, "*", *r.fields()) for r in stamped))
 
-    def parse(ids: list[str]) -> list[UsageRecord]:
-        return [replace(r, id=i) for r, i in zip(stamped, ids, strict=True)]
+    def parse(answers: list[Any]) -> list[UsageRecord]:
+        return [replace(r, id=i) for r, i in zip(stamped, answers[1:], strict=True)]
 
     return Op(parse, commands=commands)
 

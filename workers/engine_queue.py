@@ -4,7 +4,9 @@ Jobs are put on the queue by Lua (``enqueue_job`` in ``_common.lua``), in the sa
 change that calls for them: storing a webhook event queues ``process_event``; a task made by an event reaching
 a final state queues ``task_finished``; a trace that ends queues ``analyze_trace`` and a running one
 ``scan_trace`` (a chain, every 5 s while events keep coming); an alert queues ``deliver_webhook`` per
-subscriber and a finished task of a project with task alert subscriptions ``task_event``. A job that asks
+subscriber and a finished task of a project with task alert subscriptions ``task_event``. Beside the consumers
+run two loops, each in one serve process at a time under a Redis lock: the stuck-event sweep and the retention
+sweep (:mod:`engine.retention`). A job that asks
 to run again later (:class:`engine.event_jobs.Retry`) is re-sent with Dramatiq's delay; an unexpected error is
 retried by Dramatiq's Retries middleware.
 """
@@ -26,6 +28,7 @@ from engine.event_jobs import EventJobs, Retry
 from engine.event_sweep import EventSweep
 from engine.fix_agent import FixAgent
 from engine.replay import Replay
+from engine.retention import SWEEP_BUDGET_S, RetentionSweep
 from engine.store import Op
 from engine.webhook_delivery import WebhookDelivery
 from workers.liveness import Loop
@@ -43,13 +46,14 @@ POLL_MS = 100  # milliseconds an idle engine consumer waits between fetches
 MAINTENANCE_CHANCE = 10_000  # per million broker calls: requeue the jobs of a dead serve process
 SWEEP_EVERY_S = 60.0  # seconds between sweeps for events whose processing job was lost
 SWEEP_JOIN_S = 2.0  # seconds to wait for the sweep thread when stopping
+RETENTION_EVERY_S = 60.0  # seconds between retention sweeps (one serve process at a time, under a Redis lock)
 
 
 class EngineQueue:
     def __init__(self, redis_url: str, jobs: EventJobs, *, heartbeat_timeout_ms: int,
                  threads: int = ENGINE_THREADS, analyzer: Analyzer | None = None,
                  webhooks: WebhookDelivery | None = None, fixer: FixAgent | None = None,
-                 replay: Replay | None = None) -> None:
+                 replay: Replay | None = None, retention: RetentionSweep | None = None) -> None:
         self.jobs = jobs
         self.sweep = EventSweep(jobs)
         self.broker = RedisBroker(
@@ -75,6 +79,9 @@ class EngineQueue:
         self.worker = dramatiq.Worker(self.broker, queues={keys.ENGINE_QUEUE}, worker_threads=threads,
                                       worker_timeout=POLL_MS)
         self.sweeper = Loop("event-sweep", SWEEP_EVERY_S, self._sweep)
+        self.retention = retention
+        self.retainer = (Loop("retention", RETENTION_EVERY_S, self._retain)
+                         if retention is not None and retention.enabled else None)
 
     def _declare(self, name: str, job: Any, *, give_up: Any = None) -> None:
         """An actor for ``job(subject, attempt)``; ``give_up(subject, error)`` runs when its last retry failed."""
@@ -108,6 +115,8 @@ class EngineQueue:
         self.broker.emit_after("process_boot")
         self.worker.start()
         self.sweeper.start()
+        if self.retainer is not None:
+            self.retainer.start()
 
     def _sweep(self) -> None:
         """Queue again the events whose processing job was lost (one serve process at a time)."""
@@ -118,9 +127,20 @@ class EngineQueue:
             logger.warning("event was not processed: queued again", extra={"event": event_id})
             self.actors["process_event"].send(event_id)
 
+    def _retain(self) -> None:
+        """Delete expired tasks, events, traces and usage records (one serve process at a time)."""
+        lock = keys.key("lock", name="retention")
+        if self.retention is None or not self.jobs.runner.run(
+                Op(bool, command=("SET", lock, "1", "NX", "PX", int(RETENTION_EVERY_S * 1000)))):
+            return
+        self.retention.sweep()
+
     def stop(self, timeout_ms: int = 10_000) -> None:
         self.sweeper.stop()
         self.sweeper.join(timeout=SWEEP_JOIN_S)
+        if self.retainer is not None:
+            self.retainer.stop()
+            self.retainer.join(timeout=SWEEP_JOIN_S + SWEEP_BUDGET_S)
         self.worker.stop(timeout=timeout_ms)
         self.broker.close()
         self.broker.client.connection_pool.disconnect()

@@ -7,16 +7,17 @@ local WAKE_TOKENS_MAX = 16  -- tokens kept on a worker's wake-up list (enough to
 
 local ACTIVITY_MAX = 10000  -- entries of a project's activity stream kept (approximately: MAXLEN ~)
 local MINUTES_TTL_S = 7200  -- seconds an hour's per-minute task counters are kept
-local COUNTED = {pending = "created", completed = "completed", failed = "failed"}
+local COUNTED = {completed = "completed", failed = "failed"}  -- outcomes; creations are counted by admit only
 
 -- One entry on the project's activity stream (GET /api/activity, the dashboard's live feed): kind (task, event,
 -- incident, fix_run, regression_run), id, state and a short extra (the worker, the source...). A task's creation
 -- and its outcome also count into per-minute counters (GET /api/stats/tasks); the minute comes from the entry's
 -- id (the server's clock), so replicas with skewed clocks agree.
-local function activity(project, kind, id, state, extra)
+local function activity(project, kind, id, state, extra, created)
   local xid = redis.call("xadd", k_activity(project), "MAXLEN", "~", ACTIVITY_MAX, "*", "k", kind, "i", id,
     "s", state, "x", extra or "")
-  local counted = kind == "task" and COUNTED[state]
+  -- a task back to pending (a retry, a requeue) is not a new task: only admit counts "created"
+  local counted = kind == "task" and ((created and "created") or COUNTED[state])
   if counted then
     local minute = math.floor(tonumber(string.match(xid, "^%d+")) / 60000)
     local key = k_task_minutes(project, math.floor(minute / 60))

@@ -48,10 +48,11 @@ redis.call("zadd", k_idx_worker(project, chosen), seq, id)
 redis.call("zadd", k_idx_state(project, "pending"), seq, id)
 redis.call("zadd", k_idx_worker_state(project, chosen, "pending"), seq, id)
 redis.call("zadd", k_worker_active(chosen), now, id)
+redis.call("sadd", k_projects(), project)  -- the retention sweep's list of projects
 if idem ~= "" then
   redis.call("set", k_idem(project, idem), id)
 end
 enqueue(chosen, id, now, mid, true)
 redis.call("hincrby", k_metrics(), "tasks_created", 1)
-activity(project, "task", id, "pending", chosen)
+activity(project, "task", id, "pending", chosen, true)
 return {"ok", chosen, decision_json}

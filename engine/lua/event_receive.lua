@@ -24,6 +24,7 @@ end
 redis.call("hset", k_event(id), unpack(fields))
 redis.call("zadd", k_ev_all(project), seq, id)
 redis.call("zadd", k_ev_open(), now, id)
+redis.call("sadd", k_projects(), project)  -- the retention sweep's list of projects
 redis.call("zadd", k_ev_state(project, "received"), seq, id)
 redis.call("zadd", k_ev_source(project, source), seq, id)
 redis.call("zadd", k_ev_source_state(project, source, "received"), seq, id)

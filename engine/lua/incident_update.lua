@@ -7,7 +7,7 @@
 local id, project, status, owner_given, owner, by = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local now, max_history, shown = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local ikey = k_incident(id)
-local f = redis.call("hmget", ikey, "project", "status", "owner", "seq")
+local f = redis.call("hmget", ikey, "project", "status", "owner", "seq", "failure_class")
 if f[1] ~= project then
   return {"missing"}
 end
@@ -23,12 +23,15 @@ if status ~= "" and status ~= f[2] then
   end
   incident_log(id, {at = now, by = by, field = "status", from = f[2], to = status}, max_history)
   previous = f[2]
-  activity(project, "incident", id, status, "")
+  activity(project, "incident", id, status, f[5])
 end
 local old_owner = f[3] or ""
 if owner_given == "1" and owner ~= old_owner then
   redis.call("hset", ikey, "owner", owner, "updated_at", now)
   incident_log(id, {at = now, by = by, field = "owner", from = old_owner ~= "" and old_owner or cjson.null,
     to = owner ~= "" and owner or cjson.null}, max_history)
+  if previous == "" then  -- an owner change alone: the feed still says the incident changed (same status)
+    activity(project, "incident", id, f[2], f[5])
+  end
 end
 return {"ok", previous, incident_row(id, shown), redis.call("lrange", k_incident_history(id), 0, -1)}

@@ -15,4 +15,5 @@ redis.call("hset", tkey, "id", id, "project", project, "name", name, "agent", ag
   "created_at", now, "updated_at", now, "seq", seq, "events", 0, "last_seq", 0, "tokens_in", 0,
   "tokens_out", 0, "cost_usd", 0)
 trace_index(project, id, agent, "running", seq)
+redis.call("sadd", k_projects(), project)  -- the retention sweep's list of projects
 return {"created", redis.call("hgetall", tkey)}
