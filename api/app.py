@@ -20,6 +20,7 @@ from api.controllers.incidents import IncidentController
 from api.controllers.mesedi import MesediController
 from api.controllers.telemetry import TelemetryController
 from api.controllers.traces import TraceController
+from api.controllers.ui import UIController
 from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimitGate, policy_of
@@ -123,7 +124,7 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
         route_handlers=[HealthController, TaskController, WorkerController, EventController, TraceController,
                         MesediController,
                         ArtifactController, TelemetryController, IncidentController, WebhookController, FixController,
-                        ActivityController],
+                        ActivityController, UIController],
         dependencies={"service": Provide(provide_service, sync_to_thread=False),
                       "events": Provide(provide_events, sync_to_thread=False),
                       "artifacts": Provide(provide_artifacts, sync_to_thread=False),

@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import parse_qsl
 
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
@@ -20,9 +21,13 @@ from config import defaults
 from config.settings import Settings
 from engine.errors import Forbidden
 
-__all__ = ["OPEN_PATHS", "AuthGate", "Principal", "key_id", "principal_in", "principal_of", "route_path", "scope_guard"]
+__all__ = ["OPEN_PATHS", "QUERY_KEY_PATHS", "UI_PREFIX", "AuthGate", "Principal", "key_id", "principal_in",
+           "principal_of", "route_path", "scope_guard"]
 
 OPEN_PATHS = frozenset({"/health", "/metrics"})
+UI_PREFIX = "/ui"  # the dashboard's page and static files: open, they hold no data (the page asks for the key)
+# EventSource cannot send headers, so these SSE routes (and only these, only GET) also take ?api_key=<key>.
+QUERY_KEY_PATHS = frozenset({"/api/activity", "/api/stream"})
 _SCOPE_KEY = "taskyard.principal"
 KEY_ID_CHARS = 16  # hex characters of a key's SHA-256 that identify it (rate-limit buckets, logs)
 
@@ -85,11 +90,13 @@ class AuthGate:
             return
         # The path as the router will see it: it collapses repeated slashes, so must this check.
         path = route_path(scope["path"])
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
             await self.app(scope, receive, send)
             return
-        principal = next((self.keys[d] for d in map(_digest, _presented_keys(scope["headers"])) if d in self.keys),
-                         None)
+        presented = _presented_keys(scope["headers"])
+        if path in QUERY_KEY_PATHS and scope.get("method") == "GET":
+            presented += _query_keys(scope.get("query_string", b""))
+        principal = next((self.keys[d] for d in map(_digest, presented) if d in self.keys), None)
         if principal is None and path.startswith("/webhook/"):
             # Whether this delivery may skip the key depends on its source, known only after routing: the
             # webhook handler refuses it (401) unless the source verifies its own signature.
@@ -114,6 +121,11 @@ def _presented_keys(headers: list[tuple[bytes, bytes]]) -> list[str]:
         elif name == b"x-api-key":
             keys.append(_text(value).strip())
     return [k for k in keys if k]
+
+
+def _query_keys(query_string: bytes) -> list[str]:
+    """Every non-empty ``api_key`` query parameter (for the SSE routes in QUERY_KEY_PATHS only)."""
+    return [v.strip() for k, v in parse_qsl(_text(query_string)) if k == "api_key" and v.strip()]
 
 
 def _text(value: bytes) -> str:

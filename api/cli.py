@@ -5,6 +5,9 @@
     taskyard config check [--config F]
 
 Exit codes: 0 ok, 1 runtime failure (Redis unreachable, a backend that cannot load), 2 bad usage or config.
+
+The commands that talk to a running server over HTTP (``task``, ``tasks``, ``workers``, ``events``, ``trace``,
+``incidents``, ``fix``, ``replay``...) are in :mod:`api.cli_client`, with their own exit codes (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+from api.cli_client import CLIENT_COMMANDS, add_client_commands, run_client
 from api.engine_process import EngineProcess, build_rules
 from config.loader import find_config_file, load_settings
 from config.settings import Settings
@@ -37,7 +41,10 @@ logger = logging.getLogger("taskyard")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskyard", description="Taskyard: a control plane for AI-agent workers")
+    parser = argparse.ArgumentParser(
+        prog="taskyard", description="Taskyard: a control plane for AI-agent workers",
+        epilog="serve, worker and config exit 0 ok, 1 on a runtime failure, 2 on bad usage or config; the commands "
+               "that talk to a server have their own exit codes (taskyard tasks --help, docs/cli.md)")
     sub = parser.add_subparsers(dest="command_name", required=True)
 
     serve = sub.add_parser("serve", help="run the API (and, unless --no-workers, the configured workers)")
@@ -54,10 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config without starting anything")
     check.add_argument("--config", help="config file (default: ./taskyard.yaml or $TASKYARD_CONFIG)")
+    add_client_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in CLIENT_COMMANDS:
+        return run_client(argv)  # HTTP to a running server: no settings, no Redis
     args = _parser().parse_args(argv)
     # Handlers are imported by module path from the project the command runs in, as `python -m` would.
     if os.getcwd() not in sys.path:

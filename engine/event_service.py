@@ -16,7 +16,7 @@ from typing import Any
 from config.settings import SourceSpec
 from engine import audit, events, keys
 from engine.clock import now_ms
-from engine.errors import EventNotFound, TemplateFailed, UnknownSource, ValidationFailed, WebhookInvalid
+from engine.errors import Conflict, EventNotFound, TemplateFailed, UnknownSource, ValidationFailed, WebhookInvalid
 from engine.event_context import LAZY_ATTRIBUTES, base_context
 from engine.events import EVENT_STATES, Event
 from engine.ids import is_id, new_id
@@ -28,6 +28,7 @@ from engine.store import AsyncRunner, Op
 __all__ = ["EventService", "Receipt"]
 
 MAX_LOG_PAGE = 1000  # audit entries per answer at most
+REPLAY_TRIES = 5  # replay numbers tried when a delivery with the same id took one first
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a JSON escape of a UTF-16 surrogate
 
 
@@ -82,6 +83,30 @@ class EventService:
             id=event_id, project=project, source=name, type=inbound.type, state="received", seq=0,
             created_at_ms=now, updated_at_ms=now, actor=inbound.actor, subject=inbound.subject,
             attrs=inbound.attrs, delivery_id=inbound.delivery_id))
+
+    async def replay(self, project: str, event_id: str) -> dict[str, Any]:
+        """Run a stored event's matching again, as a new event through the receive path: the same source, type
+        (what the delivery's headers said), attributes and raw payload, a new id, the delivery id
+        ``replay:<original id>:<n>`` (so it is not deduplicated away) and ``replay_of``. The normal
+        ``process_event`` job then matches and dispatches it. Answers the new event as :meth:`get` does."""
+        record = await self.runner.run(events.stored_record(event_id)) if is_id(event_id) else None
+        if record is None or record.get("project") != project:
+            raise EventNotFound()
+        for _ in range(REPLAY_TRIES):
+            n = await self.runner.run(events.count_replay(event_id))
+            if n is None:
+                raise EventNotFound()  # deleted by retention since it was read
+            replay_id = new_id()
+            received = await self.runner.run(events.receive(
+                event_id=replay_id, project=project, source=record.get("source", ""),
+                delivery_id=f"replay:{event_id}:{n}", now_ms=now_ms(), type=record.get("type", ""),
+                actor=record.get("actor") or None, subject=record.get("subject") or None,
+                attrs=json.loads(record["attrs"]) if record.get("attrs") else {},
+                raw_payload=record.get("payload", ""), extra={"replay_of": event_id}))
+            if received.created:
+                return await self.get(project, replay_id)
+            # a delivery sent with this very id took it first: take the next number
+        raise Conflict(f"could not replay event {event_id}: its replay delivery ids are taken")
 
     async def get(self, project: str, event_id: str) -> dict[str, Any]:
         """The event with its payload, matches, linked tasks (with their current states) and history."""

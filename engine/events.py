@@ -25,6 +25,8 @@ __all__ = [
     "get",
     "list_page",
     "receive",
+    "count_replay",
+    "stored_record",
     "update",
     "write_back_done",
     "record_match",
@@ -35,7 +37,7 @@ __all__ = [
 EVENT_STATES = ("received", "matched", "dispatched", "completed", "failed", "skipped", "write_back_failed")
 DEDUPE_TTL_MS = 7 * 86_400_000  # milliseconds a delivery id is remembered (GitHub redelivers for 3 days)
 SUMMARY_FIELDS = ("id", "project", "source", "type", "state", "actor", "subject", "attrs", "created_at",
-                  "updated_at", "seq", "delivery_id", "matches", "error")
+                  "updated_at", "seq", "delivery_id", "matches", "error", "replay_of")
 # States after which matching and dispatch are over (write-back may still move completed/failed events on).
 SETTLED_STATES = frozenset({"matched", "completed", "failed", "skipped", "write_back_failed"})
 
@@ -67,6 +69,7 @@ class Event:
     payload: Any = None
     history: list[dict[str, Any]] = field(default_factory=list)
     write_back: dict[str, Any] = field(default_factory=dict)
+    replay_of: str | None = None  # the event this one replays (POST /api/events/{id}/replay)
 
     @classmethod
     def from_hash(cls, h: dict[str, str], *, history: list[str] | None = None,
@@ -84,6 +87,7 @@ class Event:
             payload=json.loads(payload) if payload else None,
             history=[json.loads(x) for x in history or []],
             write_back={k: json.loads(v) for k, v in (write_back or {}).items()},
+            replay_of=h.get("replay_of") or None,
         )
 
     @property
@@ -97,7 +101,7 @@ class Event:
             "actor": self.actor, "subject": self.subject, "attrs": self.attrs,
             "delivery_id": self.delivery_id, "created_at": iso_ms(self.created_at_ms),
             "updated_at": iso_ms(self.updated_at_ms), "error": self.error,
-            "matches": self.matches,
+            "matches": self.matches, "replay_of": self.replay_of,
         }
         if detail:
             out["payload"] = self.payload
@@ -108,14 +112,17 @@ class Event:
 
 def receive(*, event_id: str, project: str, source: str, delivery_id: str | None, now_ms: int,
             type: str, actor: str | None, subject: str | None, attrs: dict[str, Any],
-            raw_payload: str) -> Op[Received]:
+            raw_payload: str, extra: dict[str, str] | None = None) -> Op[Received]:
     """Store a new event and queue its processing, or answer the earlier event of the same delivery. The
-    audit entry of the delivery is written in the same step. ``raw_payload`` is the body as received (JSON)."""
+    audit entry of the delivery is written in the same step. ``raw_payload`` is the body as received (JSON);
+    ``extra`` are more fields of the record (``replay_of``)."""
     detail = {"source": source, "type": type, "delivery": delivery_id, "actor": actor}
     args: list[Any] = [event_id, project, source, delivery_id or "", now_ms,
                        json.dumps(redact(detail), separators=(",", ":")), AUDIT_MAX_ENTRIES, DEDUPE_TTL_MS,
                        "type", type, "actor", actor or "", "subject", subject or "",
                        "attrs", json.dumps(attrs, separators=(",", ":")), "payload", raw_payload]
+    for name, value in (extra or {}).items():
+        args += [name, value]
 
     def parse(raw: list[Any]) -> Received:
         return Received(True, event_id) if raw[0] == "ok" else Received(False, raw[1])
@@ -170,6 +177,17 @@ def get(event_id: str, *, detail: bool = True) -> Op[Event | None]:
         return Op(lambda raw: Event.from_hash(_as_dict(raw)) if raw else None,
                   command=("HGETALL", keys.key("event", id=event_id)))
     return Op(parse, commands=commands)
+
+
+def stored_record(event_id: str) -> Op[dict[str, str] | None]:
+    """The stored record as Redis holds it (the payload as received, byte for byte), or None."""
+    return Op(lambda found: _as_dict(found) or None, command=("HGETALL", keys.key("event", id=event_id)))
+
+
+def count_replay(event_id: str) -> Op[int | None]:
+    """Number the next replay of a stored event (1 for the first; counted on the event as ``replays``), or None
+    when the event is gone (retention may delete it between a read and this)."""
+    return Op(lambda n: int(n) or None, script="event_replay_number", args=(event_id,))
 
 
 def summary(event_id: str) -> Op[Event | None]:

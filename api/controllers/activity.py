@@ -36,6 +36,9 @@ class ActivityController(Controller):
         entries = activity.follow(project, after=after, heartbeat_s=defaults.SSE_HEARTBEAT_S)
 
         async def messages() -> AsyncIterator[ServerSentEventMessage]:
+            # A comment first: the server sends the headers with the first bytes, and only then does a browser's
+            # EventSource report the feed open (the dashboard refreshes on open: nothing between load and feed is lost).
+            yield ServerSentEventMessage(comment="connected", data=None)
             async for entry in entries:
                 if entry is None:
                     yield ServerSentEventMessage(event="tick", data=json.dumps({"at": iso_ms(now_ms())}))

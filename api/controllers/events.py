@@ -1,4 +1,4 @@
-"""Webhooks and events: POST /webhook/{source}, GET /events, GET /event/{id}, the rules dry run and the audit log.
+"""Webhooks and events: POST /webhook/{source}, GET /events, GET /event/{id}, replay, the rules dry run, the audit log.
 
 A webhook body is read with the source's own size limit (``max_body_bytes``, 5 MiB by default): a declared
 length over it is refused 413 before a byte is read, a chunked body as soon as it passes the limit.
@@ -63,6 +63,11 @@ class EventController(Controller):
     @get("/event/{event_id:str}", opt={"scope": "read"}, summary="Get an event with its payload and tasks")
     async def show(self, request: Request, events: Events, event_id: FromPath[str]) -> dict[str, Any]:
         return await events.get(principal_of(request).project, event_id)
+
+    @post("/api/events/{event_id:str}/replay", status_code=202, opt={"scope": "submit"},
+          summary="Run a stored event's matching again, as a new event (replay_of the original)")
+    async def replay(self, request: Request, events: Events, event_id: FromPath[str]) -> dict[str, Any]:
+        return await events.replay(principal_of(request).project, event_id)
 
     @post("/api/rules/test", status_code=200, opt={"scope": "read"}, summary="Dry-run the rules on a payload")
     async def test_rules(self, request: Request, events: Events) -> dict[str, Any]:

@@ -6,7 +6,7 @@ local max = below == "+inf" and "+inf" or "(" .. below
 local ids = redis.call("zrevrangebyscore", index, max, "-inf", "WITHSCORES", "LIMIT", 0, limit)
 local out, last = {}, ""
 local FIELDS = {"id", "project", "source", "type", "state", "actor", "subject", "attrs", "created_at",
-                "updated_at", "seq", "delivery_id", "matches", "error"}
+                "updated_at", "seq", "delivery_id", "matches", "error", "replay_of"}
 for i = 1, #ids, 2 do
   local values = redis.call("hmget", k_event(ids[i]), unpack(FIELDS))
   if values[1] then
