@@ -103,6 +103,7 @@ def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers
     import uvicorn
 
     from api.app import create_app
+    from api.drain import DrainGate, DrainingServer
 
     embedded = None
     runtime: WorkerRuntime | None = None
@@ -140,9 +141,10 @@ def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers
         if embedded is not None:
             embedded.close()
         return 1
-    app = create_app(settings, redis_url=url, rules=rules)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                                           access_log=False, lifespan="on"))
+    gate = DrainGate(create_app(settings, redis_url=url, rules=rules))
+    server = DrainingServer(uvicorn.Config(gate, host=settings.host, port=settings.port, log_config=None,
+                                           access_log=False, lifespan="on"), gate,
+                            runtime.stop if runtime is not None else None)
     logger.info("taskyard serving", extra={"url": f"http://{settings.host}:{settings.port}",
                                            "redis": "embedded" if embedded else "external",
                                            "workers": "none" if runtime is None else len(settings.workers)})
