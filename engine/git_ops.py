@@ -9,7 +9,7 @@ branch stays, and only if everything worked. Regression replay uses :func:`add_w
 
 Git is given everything it needs: author and committer are :data:`AUTHOR` (no ``user.name`` needed), hooks are off
 (``core.hooksPath`` is the null device, ``--no-verify``), so are signing and automatic gc, and diffs come with
-explicit ``a/`` ``b/`` prefixes and no colour or external driver. Nothing reads ``os.environ``. Diffs and commit
+explicit ``a/`` ``b/`` prefixes and no colour or external driver; settings come in as arguments. Diffs and commit
 messages reach git on stdin, never the command line; refs and branch names starting with ``-`` are refused.
 """
 
@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import shutil
 import tempfile
-import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, TypeAlias
-
-import git
 
 from engine.errors import GitError, PathRefused, UnusableDiff
+from engine.git_cmd import GIT_TIMEOUT_S, WORKTREE_LOCK, GitCmd, open_repo, trim, worktree_op
+from engine.git_paths import clean_path, path_allowed, refused_paths
 
 __all__ = [
     "AUTHOR",
@@ -50,21 +47,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 AUTHOR = ("Taskyard", "taskyard@localhost")  # (name, email) of every commit Taskyard makes
-GIT_TIMEOUT_S = 300.0  # seconds one git command may run (a checkout of a large repository included) before it is killed
-_STDERR_CHARS = 500  # characters of git's stderr quoted in an error message
 _SHORT_SHA = 12  # hex digits of a commit sha shown in messages
 _REFUSED_MODES = {"120000": "a symlink", "160000": "a submodule"}  # git file modes a proposed change may not create
-_SAFE_SETTINGS = (f"core.hooksPath={os.devnull}", "commit.gpgsign=false", "gc.auto=0", "maintenance.auto=false")
-_SAFE_CONFIG = tuple(arg for setting in _SAFE_SETTINGS for arg in ("-c", setting))  # on every command: no hooks etc.
 _DIFF_ARGS = ("--no-color", "--no-ext-diff", "--no-textconv", "-M", "--src-prefix=a/", "--dst-prefix=b/")
 _APPLY_ARGS = ("apply", "-p1", "--whitespace=nowarn")
 
-# While `git worktree add` builds a worktree's metadata, a concurrent prune deletes it and a concurrent add, remove
-# or `git branch -D` dies reading it, so within this process those commands take turns.
-_WORKTREE_LOCK = threading.Lock()
 
-_Env: TypeAlias = Mapping[str, str] | None  # extra environment for one git command
-_Result: TypeAlias = tuple[int, bytes, str]  # exit status, stdout, stderr
 
 
 @dataclass(frozen=True)
@@ -78,66 +66,9 @@ class Commit:
     files: list[str]  # changed paths, repo-relative posix, sorted (both sides of a rename)
 
 
-@dataclass(frozen=True)
-class _Git:
-    """Runs git in ``cwd``; ``repo`` is the configured repository path every message names."""
-
-    cwd: str
-    repo: str
-
-    def run(self, *args: str, data: bytes | None = None, env: _Env = None) -> _Result:
-        if not os.path.isdir(self.cwd):
-            raise GitError(f"cannot run git for {self.repo}: directory {self.cwd} does not exist")
-        try:
-            if data is None:
-                return self._execute(list(args), None, env)
-            with tempfile.TemporaryFile() as stdin:
-                stdin.write(data)
-                stdin.seek(0)
-                return self._execute(list(args), stdin, env)
-        except git.GitCommandNotFound as exc:
-            raise GitError(f"cannot run git for {self.repo}: is git installed and on PATH? ({exc})") from exc
-        except (OSError, ValueError) as exc:
-            raise GitError(f"cannot run git for {self.repo}: {exc}") from exc
-
-    def out(self, *args: str, data: bytes | None = None, env: _Env = None) -> bytes:
-        status, stdout, stderr = self.run(*args, data=data, env=env)
-        if status != 0:
-            raise GitError(f"git {args[0]} failed in {self.repo}: {_trim(stderr)}")
-        return stdout
-
-    def _execute(self, args: list[str], stdin: BinaryIO | None, env: _Env) -> _Result:
-        return git.Git(self.cwd).execute(
-            ["git", *_SAFE_CONFIG, *args],
-            istream=stdin,
-            with_extended_output=True,
-            with_exceptions=False,
-            stdout_as_string=False,
-            strip_newline_in_stdout=False,
-            kill_after_timeout=GIT_TIMEOUT_S,
-            env=env,
-        )
-
-
 def resolve_ref(repo_path: str, ref: str) -> str:
     """The commit sha ``ref`` names (a branch, tag, sha, ``HEAD~1`` ...) in the repository at ``repo_path``."""
-    return _resolve(_open(repo_path), ref)
-
-
-def path_allowed(path: str, allowed_paths: Sequence[str]) -> bool:
-    """Whether a repo-relative posix ``path`` may be changed under ``allowed_paths``.
-
-    The path must be relative and normalised, with no ``..`` component and no ``.git`` component (any case). An
-    entry ``"."`` or ``""`` allows the whole repository; ``"agents/"`` allows everything under ``agents``; ``"config"``
-    allows the file ``config`` and everything under the directory ``config`` (not ``configs/x``). Entries lose a
-    leading ``./`` and are normalised; an entry that is absolute or climbs out with ``..`` allows nothing.
-    """
-    return _clean(path) and any(_entry_allows(entry, path) for entry in allowed_paths)
-
-
-def refused_paths(paths: Iterable[str], allowed_paths: Sequence[str]) -> list[str]:
-    """The paths :func:`path_allowed` refuses, sorted and without duplicates."""
-    return sorted({p for p in paths if not path_allowed(p, allowed_paths)})
+    return _resolve(open_repo(repo_path), ref)
 
 
 def commit_files(
@@ -155,7 +86,7 @@ def commit_files(
     files change nothing or cannot be written (e.g. through a symlink), :class:`GitError` for a bad repository, ref
     or branch name, or a branch that already exists.
     """
-    repo = _open(repo_path)
+    repo = open_repo(repo_path)
     refused = refused_paths(files, allowed_paths)
     if refused:
         raise PathRefused(refused)
@@ -186,7 +117,7 @@ def commit_diff(
     (:class:`PathRefused`). An empty or unreadable diff, one that does not apply to the base, changes nothing, or
     creates a symlink or submodule raises :class:`UnusableDiff`.
     """
-    repo = _open(repo_path)
+    repo = open_repo(repo_path)
     if not diff.strip():
         raise UnusableDiff("the diff is empty")
     patch = (diff if diff.endswith("\n") else diff + "\n").encode("utf-8", "surrogateescape")
@@ -197,21 +128,21 @@ def commit_diff(
     with _branch_worktree(repo, base, branch) as tree:
         status, _, stderr = tree.run(*_APPLY_ARGS, "--index", "--check", data=patch)
         if status != 0:
-            raise UnusableDiff(f"the diff does not apply to {base[:_SHORT_SHA]}: {_trim(stderr)}")
+            raise UnusableDiff(f"the diff does not apply to {base[:_SHORT_SHA]}: {trim(stderr)}")
         tree.out(*_APPLY_ARGS, "--index", data=patch)
         return _commit(tree, base, branch, message, allowed_paths)
 
 
 def add_worktree(repo_path: str, commit: str, dest: str) -> None:
     """Check out ``commit`` detached at ``dest`` (which must not exist, or be an empty directory)."""
-    repo = _open(repo_path)
+    repo = open_repo(repo_path)
     sha = _resolve(repo, commit)
     target = os.path.abspath(dest)
     if os.path.lexists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise GitError(f"cannot add a worktree of {repo.repo} at {dest}: it exists and is not an empty directory")
-    status, _, stderr = _worktree_op(repo, "add", "--detach", "--quiet", target, sha)
+    status, _, stderr = worktree_op(repo, "add", "--detach", "--quiet", target, sha)
     if status != 0:
-        raise GitError(f"cannot add a worktree of {repo.repo} at {dest}: {_trim(stderr)}")
+        raise GitError(f"cannot add a worktree of {repo.repo} at {dest}: {trim(stderr)}")
 
 
 def remove_worktree(repo_path: str, dest: str) -> None:
@@ -222,12 +153,12 @@ def remove_worktree(repo_path: str, dest: str) -> None:
     target = os.path.abspath(dest)
     _refuse_repo_inside(repo_path, target)
     try:
-        repo: _Git | None = _open(repo_path)
+        repo: GitCmd | None = open_repo(repo_path)
     except GitError:
         repo = None
     if repo is not None:
         _refuse_repo_inside(repo.cwd, target)
-        if _worktree_op(repo, "remove", "--force", target)[0] == 0:
+        if worktree_op(repo, "remove", "--force", target)[0] == 0:
             return
     try:
         if os.path.islink(target) or os.path.isfile(target):
@@ -237,14 +168,14 @@ def remove_worktree(repo_path: str, dest: str) -> None:
     except OSError as exc:
         raise GitError(f"cannot remove the worktree directory {dest} of {repo_path}: {exc.strerror}") from exc
     if repo is not None:
-        _worktree_op(repo, "prune")
+        worktree_op(repo, "prune")
 
 
 def read_file(repo_path: str, commit: str, path: str) -> str | None:
     """The text of ``path`` (repo-relative) at ``commit``; None when no such file is there. A path that could
     leave the repository, or a file that is not UTF-8 text -> GitError."""
-    repo = _open(repo_path)
-    if not _clean(path):
+    repo = open_repo(repo_path)
+    if not clean_path(path):
         raise GitError(f"refusing path '{path}' in {repo_path}: it must stay inside the repository")
     sha = _resolve(repo, commit)
     status, out, _ = repo.run("cat-file", "blob", f"{sha}:{path}")
@@ -261,7 +192,7 @@ def existing_commit(repo_path: str, *, base: str, branch: str) -> Commit | None:
     runs again after its outcome was lost reuses it; None when the branch does not exist, or still points at
     ``base`` (an interrupted attempt: it is deleted). A branch of that name that is something else -> GitError
     (it is taken)."""
-    repo = _open(repo_path)
+    repo = open_repo(repo_path)
     _check_branch(repo, branch)
     if not _branch_exists(repo, branch):
         return None
@@ -281,33 +212,14 @@ def existing_commit(repo_path: str, *, base: str, branch: str) -> Commit | None:
 
 def delete_branch(repo_path: str, branch: str) -> None:
     """Delete ``branch``; a no-op if it does not exist. Git refuses while the branch is checked out somewhere."""
-    repo = _open(repo_path)
+    repo = open_repo(repo_path)
     _check_branch(repo, branch)
     if _branch_exists(repo, branch):
-        with _WORKTREE_LOCK:  # git branch reads every worktree's metadata
+        with WORKTREE_LOCK:  # git branch reads every worktree's metadata
             repo.out("branch", "-D", branch)
 
 
-def _open(repo_path: str) -> _Git:
-    try:
-        repo = git.Repo(repo_path, expand_vars=False) if repo_path else None
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, OSError) as exc:
-        raise GitError(f"not a git repository: {repo_path}") from exc
-    if repo is None:
-        raise GitError(f"not a git repository: {repo_path!r}")
-    try:
-        return _Git(cwd=str(repo.working_tree_dir or repo.git_dir), repo=repo_path)
-    finally:
-        repo.close()
-
-
-def _worktree_op(repo: _Git, *args: str) -> _Result:
-    """``git worktree <args>``, holding the lock."""
-    with _WORKTREE_LOCK:
-        return repo.run("worktree", *args)
-
-
-def _resolve(repo: _Git, ref: str) -> str:
+def _resolve(repo: GitCmd, ref: str) -> str:
     if not ref or ref.startswith("-") or any(c in ref for c in "\0\n\r"):
         raise GitError(f"refusing ref '{ref}' in {repo.repo}: a ref may not be empty, start with '-' or hold newlines")
     status, out, _ = repo.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
@@ -316,19 +228,19 @@ def _resolve(repo: _Git, ref: str) -> str:
     return out.decode().strip()
 
 
-def _check_branch(repo: _Git, branch: str) -> None:
+def _check_branch(repo: GitCmd, branch: str) -> None:
     if not branch or branch.startswith("-") or "\0" in branch:
         raise GitError(f"invalid branch name '{branch}' for {repo.repo}")
     status, out, stderr = repo.run("check-ref-format", "--branch", branch)
     if status != 0 or out.decode("utf-8", "replace").strip() != branch:
-        raise GitError(f"invalid branch name '{branch}' for {repo.repo}: {_trim(stderr) or 'git expands it'}")
+        raise GitError(f"invalid branch name '{branch}' for {repo.repo}: {trim(stderr) or 'git expands it'}")
 
 
-def _branch_exists(repo: _Git, branch: str) -> bool:
+def _branch_exists(repo: GitCmd, branch: str) -> bool:
     return repo.run("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")[0] == 0
 
 
-def _prepare(repo: _Git, base_ref: str, branch: str, message: str) -> str:
+def _prepare(repo: GitCmd, base_ref: str, branch: str, message: str) -> str:
     """Checks shared by both commit functions; returns the base sha."""
     if not message.strip():
         raise GitError(f"the commit message is empty; nothing was committed to {repo.repo}")
@@ -340,7 +252,7 @@ def _prepare(repo: _Git, base_ref: str, branch: str, message: str) -> str:
 
 
 @contextmanager
-def _branch_worktree(repo: _Git, base: str, branch: str) -> Iterator[_Git]:
+def _branch_worktree(repo: GitCmd, base: str, branch: str) -> Iterator[GitCmd]:
     """Create ``branch`` at ``base`` and check it out in a temporary worktree; remove the worktree afterwards,
     and the branch too unless the body finished."""
     try:
@@ -353,18 +265,18 @@ def _branch_worktree(repo: _Git, base: str, branch: str) -> Iterator[_Git]:
         if status != 0:  # the empty old value makes this fail if the branch exists (another caller won the race)
             if _branch_exists(repo, branch):
                 raise GitError(f"branch '{branch}' already exists in {repo.repo}")
-            raise GitError(f"cannot create branch '{branch}' in {repo.repo}: {_trim(stderr)}")
+            raise GitError(f"cannot create branch '{branch}' in {repo.repo}: {trim(stderr)}")
         created = True
-        status, _, stderr = _worktree_op(repo, "add", "--quiet", tree, branch)
+        status, _, stderr = worktree_op(repo, "add", "--quiet", tree, branch)
         if status != 0:
-            raise GitError(f"cannot check out branch '{branch}' of {repo.repo} in {tree}: {_trim(stderr)}")
+            raise GitError(f"cannot check out branch '{branch}' of {repo.repo} in {tree}: {trim(stderr)}")
         yield replace(repo, cwd=tree)
         done = True
     finally:
         _cleanup(repo, tree, branch if created and not done else None)
 
 
-def _cleanup(repo: _Git, tree: str, branch: str | None) -> None:
+def _cleanup(repo: GitCmd, tree: str, branch: str | None) -> None:
     """Best effort, never raises: the worktree goes, and ``branch`` too when given."""
     try:
         remove_worktree(repo.repo, tree)
@@ -374,7 +286,7 @@ def _cleanup(repo: _Git, tree: str, branch: str | None) -> None:
         logger.warning("git cleanup failed", extra={"repo": repo.repo, "worktree": tree, "error": exc.message})
 
 
-def _write_files(repo: _Git, tree: _Git, files: Mapping[str, str]) -> None:
+def _write_files(repo: GitCmd, tree: GitCmd, files: Mapping[str, str]) -> None:
     root = Path(tree.cwd)
     for rel, text in files.items():
         parts = rel.split("/")
@@ -389,21 +301,21 @@ def _write_files(repo: _Git, tree: _Git, files: Mapping[str, str]) -> None:
             raise UnusableDiff(f"cannot write {rel} in {repo.repo}: {exc}") from exc
 
 
-def _patch_paths(repo: _Git, patch: bytes) -> set[str]:
+def _patch_paths(repo: GitCmd, patch: bytes) -> set[str]:
     """Every path the patch touches, without applying it: ``--numstat`` names the new side of each file, and the
     same on the reversed patch names the old side (rename sources, deleted files)."""
     paths: set[str] = set()
     for reverse in ((), ("-R",)):
         status, out, stderr = repo.run(*_APPLY_ARGS, "--numstat", "-z", *reverse, data=patch)
         if status != 0:
-            raise UnusableDiff(f"the diff is not a patch git can read: {_trim(stderr)}")
+            raise UnusableDiff(f"the diff is not a patch git can read: {trim(stderr)}")
         for record in out.split(b"\0"):
             if record:
                 paths.add(record.split(b"\t", 2)[2].decode("utf-8", "surrogateescape"))
     return paths
 
 
-def _commit(tree: _Git, base: str, branch: str, message: str, allowed_paths: Sequence[str]) -> Commit:
+def _commit(tree: GitCmd, base: str, branch: str, message: str, allowed_paths: Sequence[str]) -> Commit:
     """Check what is staged in ``tree`` against ``base`` and commit it."""
     modes, files = _staged(tree, base)
     if not files:
@@ -422,7 +334,7 @@ def _commit(tree: _Git, base: str, branch: str, message: str, allowed_paths: Seq
     return Commit(branch=branch, commit=sha, base=base, diff=diff, files=files)
 
 
-def _staged(tree: _Git, base: str) -> tuple[set[str], list[str]]:
+def _staged(tree: GitCmd, base: str) -> tuple[set[str], list[str]]:
     """The new file modes and the sorted changed paths (both sides of renames) of the index against ``base``."""
     fields = tree.out("diff", "--cached", "--raw", "-z", "-M", "--no-abbrev", base).split(b"\0")
     modes: set[str] = set()
@@ -437,30 +349,7 @@ def _staged(tree: _Git, base: str) -> tuple[set[str], list[str]]:
     return modes, sorted(paths)
 
 
-def _clean(path: str) -> bool:
-    """Relative, normalised, posix, and clear of ``..``, ``.`` and ``.git`` components."""
-    if not path or path.startswith("/") or "\\" in path or "\0" in path or posixpath.normpath(path) != path:
-        return False
-    return not any(part in (".", "..") or part.rstrip(". ").casefold() == ".git" for part in path.split("/"))
-
-
-def _entry_allows(entry: str, path: str) -> bool:
-    while entry.startswith("./"):
-        entry = entry[2:]
-    if entry in ("", "."):
-        return True
-    norm = posixpath.normpath(entry)
-    if not _clean(norm):
-        return False
-    return path.startswith(norm + "/") or (path == norm and not entry.endswith("/"))
-
-
 def _refuse_repo_inside(repo_dir: str, target: str) -> None:
     repo_real, target_real = os.path.realpath(repo_dir), os.path.realpath(target)
     if os.path.commonpath([repo_real, target_real]) == target_real:
         raise GitError(f"refusing to remove {target}: it is or contains the repository {repo_dir}")
-
-
-def _trim(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= _STDERR_CHARS else text[: _STDERR_CHARS - 1] + "…"
