@@ -43,6 +43,7 @@ ALERT_OUTCOMES = frozenset({"created", "regressed"})  # the outcomes an alert fi
 
 MAX_WORKERS = 50  # workers (or agents) an incident remembers and is indexed under; later ones still count
 MAX_HISTORY = 200  # history entries kept per incident; the oldest are dropped
+MAX_MEMBERS = 1000  # affected traces (with costs) and tasks an incident names; older ones drop, counts stay exact
 MAX_SUMMARY_CHARS = 500  # characters of the first detection's summary kept
 LIST_SHOWN = 10  # affected traces and tasks named per incident in a listing (counts are always exact)
 DETAIL_SHOWN = 100  # affected traces and tasks named by GET /api/incidents/{id}
@@ -175,7 +176,7 @@ def record(*, project: str, trace_id: str, task_id: str | None, worker: str, cos
     if not math.isfinite(cost_usd) or cost_usd < 0:
         raise ValueError(f"cost_usd must be a finite non-negative number, not {cost_usd!r}")
     args: list[Any] = [project, trace_id, task_id or "", worker, repr(float(cost_usd)), now_ms, MAX_WORKERS,
-                       MAX_HISTORY]
+                       MAX_HISTORY, MAX_MEMBERS]
     for d in detections:
         if d.failure_class not in FAILURE_CLASSES:
             raise ValueError(f"unknown failure class {d.failure_class!r}")

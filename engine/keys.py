@@ -41,7 +41,7 @@ TEMPLATES: dict[str, str] = {
     "proc": "ty:proc:{proc}",  # hash (expires): one worker process, alive while it heartbeats
     "proc_tasks": "ty:proc:{proc}:tasks",  # set: task ids the process is running
     "proc_cancel": "ty:proc:{proc}:cancel",  # list: task ids the process must cancel
-    "rr": "ty:rr:{group}",  # counter: round-robin cursor of one candidate group
+    "rr": "ty:rr:{group}",  # string: round-robin cursor of one candidate group (position after the last chosen)
     "lock": "ty:lock:{name}",  # string: short leader lock for periodic jobs
     # retention (issue 8)
     "projects": "ty:projects",  # set: every project that stored a task, event, trace or usage record

@@ -138,16 +138,23 @@ def start(name: str, args: list[str], *, tmp: Path, redis_url: str, ready: str) 
             raise RuntimeError(f"{name} exited with {popen.returncode} before it was ready:\n{log.read_text()}")
         return ready in log.read_text(errors="replace")
 
-    wait_for(is_ready, timeout_s=READY_TIMEOUT_S, what=f"{name} to print {ready!r}")
+    try:
+        wait_for(is_ready, timeout_s=READY_TIMEOUT_S, what=f"{name} to print {ready!r}")
+    except BaseException:  # never leave a process behind that the drill does not know of
+        if popen.poll() is None:
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
+        raise
     match = re.search(r"\(process (\w+)\)", log.read_text(errors="replace"))
     proc.proc_id = match.group(1) if match else None
     proc.sample_rss()
     return proc
 
 
-def start_worker(name: str, config: Path, *, tmp: Path, redis_url: str) -> Proc:
-    return start(name, [PY, "-m", "api.cli", "worker", "--config", str(config)], tmp=tmp, redis_url=redis_url,
-                 ready=WORKER_READY)
+def start_worker(name: str, config: Path, *, tmp: Path, redis_url: str, workers: Iterable[str] = ()) -> Proc:
+    """A ``taskyard worker`` process serving ``workers`` of the config (default: all of them)."""
+    return start(name, [PY, "-m", "api.cli", "worker", "--config", str(config), *workers], tmp=tmp,
+                 redis_url=redis_url, ready=WORKER_READY)
 
 
 def start_serve(name: str, config: Path, *, tmp: Path, redis_url: str, port: int, no_workers: bool) -> Proc:
@@ -193,3 +200,20 @@ def held_by(client: redis.Redis, proc_id: str) -> set[str]:
 
 def mib(n_bytes: int) -> float:
     return round(n_bytes / 2**20, 1)
+
+
+def kill_group(proc: Proc) -> None:
+    """SIGKILL ``proc`` and everything in its process group (serve's engine process too), and reap it."""
+    os.killpg(proc.popen.pid, signal.SIGKILL)
+    proc.popen.wait()
+    proc.exit_code = proc.popen.returncode
+
+
+def latency_figures(values_ms: list[float]) -> dict[str, float]:
+    """Count, p50, p99 and max of latencies in milliseconds (nearest rank; zeros when there are none)."""
+    ordered = sorted(values_ms)
+
+    def rank(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else 0.0
+
+    return {"n": len(ordered), "p50_ms": rank(0.5), "p99_ms": rank(0.99), "max_ms": rank(1.0)}

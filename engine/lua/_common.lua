@@ -111,13 +111,15 @@ local function incident_log(id, entry, max)
 end
 
 -- An incident as the listing and the detail answer it: {HGETALL, newest `shown` traces, tasks, workers,
--- trace count, task count}.
+-- trace count, task count}. The counts are the hash's (every trace and task ever counted, while the sets keep the
+-- newest incidents.MAX_MEMBERS); an incident recorded before those counters existed answers its sets' sizes.
 local function incident_row(id, shown)
   return {redis.call("hgetall", k_incident(id)),
     redis.call("zrevrange", k_incident_traces(id), 0, shown - 1),
     redis.call("zrevrange", k_incident_tasks(id), 0, shown - 1),
     redis.call("zrevrange", k_incident_workers(id), 0, -1),
-    redis.call("zcard", k_incident_traces(id)), redis.call("zcard", k_incident_tasks(id))}
+    redis.call("hget", k_incident(id), "trace_count") or redis.call("zcard", k_incident_traces(id)),
+    redis.call("hget", k_incident(id), "task_count") or redis.call("zcard", k_incident_tasks(id))}
 end
 
 -- RFC 3339 UTC with milliseconds from epoch milliseconds (as engine.models.iso_ms; days to civil date after
@@ -278,15 +280,19 @@ end
 -- Choose a worker among candidates read from ARGV at `first` (`n` entries of `stride` values: name, bound,
 -- ...), starting from the group's round-robin cursor when `group` is set. A candidate is skipped when its
 -- definition is gone, when it is offline (if `require_online`) or when its depth is at its bound.
+-- The cursor is the position after the last candidate chosen (not a count of calls), so the turns of a skipped
+-- candidate are spread over the others: with one of four offline, each of the other three gets a third, where
+-- a counter would hand every skipped turn to the next in line (half the traffic on one worker).
 -- Returns chosen name (or nil), the ARGV index of its entry, the candidate names, the skipped list.
 local function choose(first, n, stride, group, require_online, online_since, skipped)
   local start = 0
   if group ~= "" and n > 0 then
-    start = (redis.call("incr", k_rr(group)) - 1) % n
+    start = (tonumber(redis.call("get", k_rr(group))) or 0) % n
   end
   local names, chosen, chosen_at = {}, nil, nil
   for i = 0, n - 1 do
-    local at = first + stride * ((start + i) % n)
+    local pos = (start + i) % n
+    local at = first + stride * pos
     local name, bound = ARGV[at], tonumber(ARGV[at + 1])
     table.insert(names, name)
     if not chosen then
@@ -302,6 +308,9 @@ local function choose(first, n, stride, group, require_online, online_since, ski
           table.insert(skipped, {worker = name, reason = "full", depth = depth, bound = bound})
         else
           chosen, chosen_at = name, at
+          if group ~= "" then
+            redis.call("set", k_rr(group), (pos + 1) % n)
+          end
         end
       end
     end

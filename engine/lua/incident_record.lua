@@ -1,4 +1,4 @@
--- incident_record(project, trace_id, task_id, worker, cost_usd, now_ms, max_workers, max_history,
+-- incident_record(project, trace_id, task_id, worker, cost_usd, now_ms, max_workers, max_history, max_members,
 --                 then per detection: digest, fresh_id, class, signature, summary, detector_version,
 --                 evidence_json, critical_step_seq ("" = none), confidence)
 -- Counts one trace's detections into incidents, one per (project, class, signature): the signature key
@@ -8,11 +8,37 @@
 --   updated    another trace counted into the incident
 --   duplicate  this trace was counted already (only its cost may have grown: the larger figure is kept)
 -- One call decides the first occurrence, so callers racing on a signature never both see "created".
+-- An incident names its newest `max_members` traces (with their cost) and tasks; older ones are dropped from the
+-- sets (so a trace dropped long ago and analysed again counts again), while `trace_count` / `task_count` in the
+-- hash count every one: an incident that recurs forever stays a bounded set of keys.
 -- -> "outcome:id,outcome:id,..."
 local project, trace, task, worker, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[6])
 local cost = tonumber(ARGV[5])
-local max_workers, max_history = tonumber(ARGV[7]), tonumber(ARGV[8])
+local max_workers, max_history, max_members = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local STRIDE = 9  -- ARGV entries per detection
+local FIRST = 10  -- ARGV index of the first detection
+
+-- Counts a member just added to the incident's `set` into the hash's `field` (an incident recorded before the
+-- counters existed starts them at its set's size), dropping the set's oldest member past the cap: returned, so
+-- its cost can go too.
+local function counted(id, set, field)
+  local size = redis.call("zcard", set)
+  if redis.call("hsetnx", k_incident(id), field, size) == 0 then
+    redis.call("hincrby", k_incident(id), field, 1)
+  end
+  if size > max_members then
+    return redis.call("zpopmin", set)[1]
+  end
+  return nil
+end
+
+-- A trace new to the incident: counted, and the oldest past the cap forgotten with its cost.
+local function trace_added(id)
+  local dropped = counted(id, k_incident_traces(id), "trace_count")
+  if dropped then
+    redis.call("hdel", k_incident_costs(id), dropped)
+  end
+end
 
 -- Counts the trace's cost once, at its largest recorded figure (a running trace is scanned as it grows).
 local function add_cost(id)
@@ -26,8 +52,8 @@ end
 
 -- Remembers the task and the worker of this occurrence (at most max_workers workers per incident).
 local function add_task_and_worker(id)
-  if task ~= "" then
-    redis.call("zadd", k_incident_tasks(id), "NX", now, task)
+  if task ~= "" and redis.call("zadd", k_incident_tasks(id), "NX", now, task) == 1 then
+    counted(id, k_incident_tasks(id), "task_count")
   end
   if worker ~= "" then
     local workers = k_incident_workers(id)
@@ -38,7 +64,7 @@ local function add_task_and_worker(id)
 end
 
 local answers = {}
-for i = 9, #ARGV, STRIDE do
+for i = FIRST, #ARGV, STRIDE do
   local digest, fresh, cls, signature = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local sigkey = k_incident_sig(project, digest)
   local id = redis.call("get", sigkey)
@@ -55,6 +81,7 @@ for i = 9, #ARGV, STRIDE do
       "task_id", task, "worker", worker, "first_seen", now, "last_seen", now, "updated_at", now, "count", 1,
       "regressions", 0, "cost_wasted_usd", 0, "seq", seq)
     redis.call("zadd", k_incident_traces(id), now, trace)
+    trace_added(id)
     add_cost(id)
     add_task_and_worker(id)
     incident_log(id, {at = now, by = "taskyard", field = "status", from = cjson.null, to = "open",
@@ -67,6 +94,7 @@ for i = 9, #ARGV, STRIDE do
   else
     local ikey = k_incident(id)
     local status = f[1]
+    trace_added(id)
     add_cost(id)
     add_task_and_worker(id)
     local seq = redis.call("incr", k_incident_seq())

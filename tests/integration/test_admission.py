@@ -88,6 +88,22 @@ def test_round_robin_alternates_in_name_order_and_skips_full(runner: SyncRunner,
     assert task.dispatch["skipped"] == [{"worker": "a", "reason": "full", "depth": 2, "bound": 2}]
 
 
+def test_round_robin_spreads_an_offline_workers_turns_evenly_over_the_others(
+        runner: SyncRunner, service: ServiceHarness, spec_factory) -> None:
+    # Given four auto workers of which w4 has no live process (scale-out drill, scripts/drill_scale_out.py)
+    define(runner, *(spec_factory(w) for w in ("w1", "w2", "w3")))
+    define(runner, spec_factory("w4"), online=False)
+
+    async def submit(svc: TaskService) -> list[str]:
+        return [(await svc.submit("default", {"prompt": str(i)}))[0].worker_name for i in range(90)]
+
+    # When 90 tasks name no worker
+    chosen = service(submit)
+    # Then each online worker gets a third, not w1 its own turns plus every turn of w4
+    assert {w: chosen.count(w) for w in ("w1", "w2", "w3", "w4")} == {"w1": 30, "w2": 30, "w3": 30, "w4": 0}
+    assert chosen[:6] == ["w1", "w2", "w3", "w1", "w2", "w3"]
+
+
 def test_idempotency_key_returns_the_first_task(runner: SyncRunner, service: ServiceHarness, spec_factory) -> None:
     define(runner, spec_factory("w"))
     first, created1 = service(lambda s: s.submit("default", {"prompt": "a", "idempotency_key": "k1"}))

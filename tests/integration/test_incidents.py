@@ -171,3 +171,38 @@ def test_the_service_records_racing_coroutines_into_one_incident(redis_client: r
     assert sorted(o.kind for o in outcomes) == ["created"] + ["updated"] * 19
     incident = read(SyncRunner(redis_client), outcomes[0].incident_id)
     assert incident.count == 20 and incident.workers == ("agent-7",) and incident.task_count == 0
+
+
+def test_an_incident_that_recurs_forever_names_its_newest_members_and_counts_them_all(
+        redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a cap of 3 named traces and tasks (the soak drill found an incident's sets growing by 200 a second)
+    monkeypatch.setattr(incidents, "MAX_MEMBERS", 3)
+    runner = SyncRunner(redis_client)
+    # When 5 traces recur, each with its task and a cost, and the newest is analysed again
+    for n in range(5):
+        (outcome,) = record(runner, f"trace-{n}", detection(), task=f"task-{n}", cost=1.0, now=NOW + n)
+    again = record(runner, "trace-4", detection(), task="task-4", cost=1.0, now=NOW + 9)
+    # Then the counts are exact, the sets hold the 3 newest, and the dropped traces' costs went with them
+    found = read(runner, outcome.incident_id)
+    assert again[0].kind == "duplicate"
+    assert (found.count, found.trace_count, found.task_count) == (5, 5, 5)
+    assert set(found.traces) == {"trace-2", "trace-3", "trace-4"}
+    assert set(found.tasks) == {"task-2", "task-3", "task-4"}
+    costs = redis_client.hgetall(f"ty:incident:{outcome.incident_id}:costs")
+    assert set(costs) == {"trace-2", "trace-3", "trace-4"}
+    assert found.cost_wasted_usd == pytest.approx(5.0)
+
+
+def test_an_incident_recorded_before_the_counters_existed_starts_them_at_its_sets_size(
+        redis_client: redis.Redis) -> None:
+    # Given an incident of 2 traces and tasks whose hash lacks the counters (as one stored by an older release)
+    runner = SyncRunner(redis_client)
+    for n in range(2):
+        (outcome,) = record(runner, f"trace-{n}", detection(), task=f"task-{n}", now=NOW + n)
+    redis_client.hdel(f"ty:incident:{outcome.incident_id}", "trace_count", "task_count")
+    assert read(runner, outcome.incident_id).trace_count == 2  # answered from the sets' sizes
+    # When a third occurrence is counted
+    record(runner, "trace-2", detection(), task="task-2", now=NOW + 2)
+    # Then the counters start from the sets and count it
+    found = read(runner, outcome.incident_id)
+    assert (found.trace_count, found.task_count) == (3, 3)
