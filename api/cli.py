@@ -142,12 +142,15 @@ def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers
             embedded.close()
         return 1
     gate = DrainGate(create_app(settings, redis_url=url, rules=rules))
+
+    def serving() -> None:  # logged once the port accepts connections: the ready line scripts wait for
+        logger.info("taskyard serving", extra={"url": f"http://{settings.host}:{settings.port}",
+                                               "redis": "embedded" if embedded else "external",
+                                               "workers": "none" if runtime is None else len(settings.workers)})
+
     server = DrainingServer(uvicorn.Config(gate, host=settings.host, port=settings.port, log_config=None,
                                            access_log=False, lifespan="on"), gate,
-                            runtime.stop if runtime is not None else None)
-    logger.info("taskyard serving", extra={"url": f"http://{settings.host}:{settings.port}",
-                                           "redis": "embedded" if embedded else "external",
-                                           "workers": "none" if runtime is None else len(settings.workers)})
+                            runtime.stop if runtime is not None else None, on_started=serving)
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; a Python-level handler makes that re-raise
     # harmless, so the drain below runs before the process exits.
     for sig in (signal.SIGTERM, signal.SIGINT):

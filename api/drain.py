@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -49,11 +50,20 @@ class DrainingServer(uvicorn.Server):
     """uvicorn's server whose first exit signal drains first: the gate turns on, ``drain`` runs in a thread
     (the in-process workers' stop), and then uvicorn's own graceful shutdown starts."""
 
-    def __init__(self, config: uvicorn.Config, gate: DrainGate, drain: Callable[[], None] | None) -> None:
+    def __init__(self, config: uvicorn.Config, gate: DrainGate, drain: Callable[[], None] | None,
+                 on_started: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self.gate = gate
         self.drain = drain
+        self.on_started = on_started
         self._draining = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, then ``on_started`` once the port accepts connections (a process supervisor or a
+        script waiting for the ready line can then connect at once)."""
+        await super().startup(sockets=sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._draining or not self.started:  # a second signal, or not serving yet: stop now
