@@ -112,7 +112,15 @@ def redact(value: Any, key: str = "") -> Any:
 
 
 def _encode(spec: WorkerSpec, source: str) -> str:
-    return json.dumps({"spec": spec.model_dump(mode="json"), "source": source}, separators=(",", ":"))
+    """The stored definition holds no secret: ``env`` and ``headers`` values and an endpoint's URL credentials
+    are redacted. Only the process that runs a worker needs them, and it has its own spec; nothing that reads a
+    definition back (dispatch, status, replay, the fix agent) uses them."""
+    stored = spec.model_dump(mode="json")
+    stored["env"] = redact(stored["env"], "env")
+    stored["headers"] = redact(stored["headers"], "headers")
+    if stored["endpoint"]:
+        stored["endpoint"] = redact(stored["endpoint"])
+    return json.dumps({"spec": stored, "source": source}, separators=(",", ":"))
 
 
 def _decode(raw: str) -> tuple[WorkerSpec, str]:

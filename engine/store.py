@@ -138,7 +138,10 @@ class ThreadLocalRunner:
     def run(self, op: Op[T]) -> T:
         runner = getattr(self._local, "runner", None)
         if runner is None:
-            client = self._make_client()
+            try:
+                client = self._make_client()  # a single-connection client connects here, not at its first call
+            except redis.RedisError as exc:
+                raise StoreUnavailable(f"store unavailable: {type(exc).__name__}") from exc
             with self._lock:
                 self._clients.append(client)
             runner = self._local.runner = SyncRunner(client)

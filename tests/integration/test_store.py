@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis
 
 from engine import keys
 from engine.connect import async_client
-from engine.errors import ValidationFailed
-from engine.store import AsyncRunner, Op, SyncRunner
+from engine.errors import StoreUnavailable, ValidationFailed
+from engine.store import AsyncRunner, Op, SyncRunner, ThreadLocalRunner
 
 
 def test_an_unencodable_op_fails_alone_and_its_batch_mates_succeed(redis_client, redis_url: str) -> None:
@@ -33,3 +34,12 @@ def test_an_unencodable_op_fails_alone_and_its_batch_mates_succeed(redis_client,
 def test_sync_runner_refuses_unencodable_text_with_a_taskyard_error(redis_client) -> None:
     with pytest.raises(ValidationFailed):
         SyncRunner(redis_client).run(Op(str, command=("SET", keys.key("task", id="x"), "\udcff")))
+
+
+def test_a_thread_runner_that_cannot_connect_raises_store_unavailable() -> None:
+    # A single-connection client connects when it is made, before any op: that failure is translated too.
+    def unreachable() -> redis.Redis:
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    with pytest.raises(StoreUnavailable, match="store unavailable: ConnectionError"):
+        ThreadLocalRunner(unreachable).run(Op(str, command=("PING",)))

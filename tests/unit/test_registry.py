@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import json
+
+from config.settings import WorkerSpec
 from engine.keys import TEMPLATES, key, lua_preamble
-from engine.registry import REDACTED, health_of, redact
+from engine.registry import REDACTED, health_of, redact, register
 
 
 def test_health_follows_heartbeat_age() -> None:
@@ -37,3 +40,19 @@ def test_redis_urls_in_messages_hide_the_password() -> None:
     assert safe_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
     assert safe_url("rediss://user:p@ss@h/0") == "rediss://user:***@h/0"
     assert safe_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def _stored(spec: WorkerSpec) -> str:
+    """The JSON ``register`` writes to Redis for ``spec``."""
+    commands = register(spec, source="config").commands
+    assert commands is not None
+    return str(commands[0][2])
+
+
+def test_a_stored_definition_holds_no_secret() -> None:
+    spec = WorkerSpec(name="remote", endpoint="https://bot:pw-1@agents.example", headers={"Authorization": "t0k-2"})
+    command = WorkerSpec(name="local", command=["agent"], env={"GH_PAT": "t0k-3"})
+    stored = [_stored(spec), _stored(command)]
+    assert not any(secret in text for text in stored for secret in ("pw-1", "t0k-2", "t0k-3"))
+    assert json.loads(stored[0])["spec"]["headers"] == {"Authorization": REDACTED}
+    assert json.loads(stored[1])["spec"]["env"] == {"GH_PAT": REDACTED}
