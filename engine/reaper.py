@@ -2,7 +2,11 @@
 
 Each pass (run by every ``serve`` and ``worker`` process; a short Redis lock lets one of them do it at a time):
 
-- requeues the tasks of worker processes that stopped heartbeating (SIGKILL, power loss) and forgets them;
+- requeues the tasks of worker processes that stopped heartbeating (SIGKILL, power loss) and forgets them, but
+  only once live processes have had a full offline window to heartbeat into a reachable store: not within that
+  window after this reaper last found Redis unreachable, nor while Redis itself has been up for less (a restart
+  reloads heartbeats that went stale while it was away: every process would look dead and every running task
+  would run twice; the stranded-task move below waits the same way);
 - enqueues delayed retries whose time has come;
 - every ``SCAN_EVERY_S``: re-enqueues old pending tasks whose Dramatiq message went missing, fails pending
   tasks older than the task expiry with ``expired``, and moves round-robin tasks stranded on a worker that has
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 from engine import keys, registry, tasks
 from engine.clock import now_ms
 from engine.dispatcher import plan
-from engine.errors import NoOnlineWorkers
+from engine.errors import NoOnlineWorkers, StoreUnavailable
 from engine.models import SubmitRequest
 from engine.store import Op, Runner
 
@@ -47,13 +51,25 @@ class Reaper:
     options: ReaperOptions
     owner: str
     _last_scan_ms: int = field(default=0)
+    _store_away: bool = field(default=False)  # the last pass failed: Redis was unreachable
+    _store_back_ms: int = field(default=0)  # when Redis answered again after the last outage seen here
 
     def tick(self) -> dict[str, int]:
         """One pass; answers what it did (empty when another process holds the lock)."""
+        try:
+            return self._tick()
+        except StoreUnavailable:
+            self._store_away = True
+            raise
+
+    def _tick(self) -> dict[str, int]:
         lock = keys.key("lock", name="reaper")
-        if not self.runner.run(Op(bool, command=("SET", lock, self.owner, "NX", "PX", LOCK_MS))):
-            return {}
+        locked = self.runner.run(Op(bool, command=("SET", lock, self.owner, "NX", "PX", LOCK_MS)))
         now = now_ms()
+        if self._store_away:
+            self._store_away, self._store_back_ms = False, now
+        if not locked:
+            return {}
         done = {"dead_processes": 0, "requeued": 0, "retries_due": 0, "missing": 0, "expired": 0}
         removed = self.runner.run(Op(list, command=("SMEMBERS", keys.key("workers_removed"))))
         names = self.runner.run(Op(list, command=("SMEMBERS", keys.key("workers")))) + removed
@@ -64,6 +80,10 @@ class Reaper:
                 "ZRANGEBYSCORE", keys.key("worker_procs", worker=name), "-inf", cutoff)))
             for proc in stale:
                 dead.setdefault(proc, []).append(name)
+        if dead and not self._heartbeats_could_arrive(now):
+            logger.info("stale heartbeats right after a store outage: no process counts as gone yet",
+                        extra={"processes": len(dead)})
+            dead = {}
         for proc, workers in dead.items():
             n = self.runner.run(tasks.reap_dead(proc_id=proc, workers=workers, now_ms=now,
                                                 max_lost=self.options.max_lost, cutoff_ms=cutoff))
@@ -83,8 +103,20 @@ class Reaper:
             done["redispatched"] = 0
             for name in names:
                 self._scan_worker(name, now, done)
-            self._move_stranded(now, done)
+            if self._heartbeats_could_arrive(now):  # "no live process" means as little as "dead" above
+                self._move_stranded(now, done)
         return done
+
+    def _heartbeats_could_arrive(self, now: int) -> bool:
+        """Whether the store has been reachable (from here) and up (Redis itself) for an offline window, so a
+        stale heartbeat means a process that stopped, not a store that was away."""
+        if now - self._store_back_ms < self.options.offline_after_ms:
+            return False
+        try:
+            uptime_s = self.runner.run(Op(_uptime_s, command=("INFO", "server")))
+        except StoreUnavailable:  # INFO refused (a managed Redis may rename it): judge by heartbeats alone
+            return True
+        return uptime_s is None or uptime_s * 1000 >= self.options.offline_after_ms
 
     def _move_stranded(self, now: int, done: dict[str, int]) -> None:
         online_since = now - self.options.offline_after_ms
@@ -134,3 +166,10 @@ class Reaper:
             applied, _ = self.runner.run(tasks.finish(task_id=task_id, proc_id="", now_ms=now, outcome="failed",
                                                       text="expired", expect_state="pending"))
             done["expired"] += applied
+
+
+def _uptime_s(info: object) -> int | None:
+    """Redis's ``uptime_in_seconds`` from an ``INFO server`` answer (None when it is not there)."""
+    if isinstance(info, dict) and isinstance(info.get("uptime_in_seconds"), int):
+        return int(info["uptime_in_seconds"])
+    return None
