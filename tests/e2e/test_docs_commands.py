@@ -1,6 +1,7 @@
-"""The README's tour runs as written against a real `serve` with its defaults (the built-in echo worker): each
-`curl` line, with `localhost:8080` pointed at the test's server and `<id>` replaced by the task the tour just
-created, succeeds, and a line whose comment states the answer (`# 400 {"error":"prompt is required"}`) gets it."""
+"""The README's tour runs as written against `./scripts/run` as written (its defaults: the built-in echo worker;
+the test's Redis, port and data directory given as TASKYARD_* variables): each `curl` line, with `localhost:8080`
+pointed at that server and `<id>` replaced by the task the tour just created, succeeds, and a line whose comment
+states the answer (`# 400 {"error":"prompt is required"}`) gets it. The fix loop's block runs the same way."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import re
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, Cluster, wait_final, wait_for
+from tests.e2e.conftest import ROOT, Cluster, free_port, wait_final, wait_for
+from tests.e2e.doc_shell import DocShell, commands, marked_blocks
 
 pytestmark = pytest.mark.e2e
 
 MARKER = "<!-- run-by-test: tests/e2e/test_docs_commands.py -->"
+RUN_MARKER = "<!-- run-by-test: tests/e2e/test_docs_commands.py (the tour's server) -->"
 
 
 def _tour() -> list[tuple[str, str]]:
@@ -31,9 +35,36 @@ def _tour() -> list[tuple[str, str]]:
     return lines
 
 
-def test_every_command_of_the_readme_tour_works(cluster: Cluster, redis_url: str) -> None:
-    cluster.config(f"redis_url: {redis_url}\n")
-    api = cluster.serve()
+def _scripts_run(shell: DocShell, port: int) -> httpx.Client:
+    """The README's `./scripts/run` block, started from the repository as a reader would."""
+    [command] = commands(marked_blocks("README.md", RUN_MARKER)[0])
+    assert command == "./scripts/run"
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    shell.start(command, ready=lambda _log: _health(api), name="scripts-run")
+    return api
+
+
+def _health(api: httpx.Client) -> bool:
+    try:
+        return api.get("/health").json()["workers_online"] == 1
+    except httpx.TransportError:
+        return False
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_every_command_of_the_readme_tour_works(redis_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "TASKYARD_REDIS_URL": redis_url, "TASKYARD_PORT": str(port),
+           "TASKYARD_DATA_DIR": str(tmp_path / "data")}
+    env.pop("TASKYARD_CONFIG", None)
+    shell = DocShell(ROOT, env, logs=tmp_path)
+    try:
+        _tour_against(_scripts_run(shell, port))
+    finally:
+        shell.stop()
+
+
+def _tour_against(api: httpx.Client) -> None:
     host = str(api.base_url).rstrip("/").removeprefix("http://")
     created = ""
     tour = _tour()
@@ -62,22 +93,6 @@ def test_every_command_of_the_readme_tour_works(cluster: Cluster, redis_url: str
 FIX_MARKER = "<!-- run-by-test: tests/e2e/test_docs_commands.py (fix loop) -->"
 
 
-def _commands(marker: str) -> list[str]:
-    """The marked block's commands, continuation lines joined, comments dropped."""
-    block = re.search(r"```sh\n(.*?)```", (ROOT / "README.md").read_text().split(marker, 1)[1], re.S)
-    assert block, "the marked block is gone from README.md"
-    commands, current = [], ""
-    for line in block.group(1).splitlines():
-        code = line.split("  #", 1)[0].rstrip()
-        if code.endswith("\\"):
-            current += code[:-1]
-            continue
-        if current + code:
-            commands.append((current + code).strip())
-        current = ""
-    return commands
-
-
 def test_the_readmes_fix_loop_commands_work_as_written(cluster: Cluster, redis_url: str, tmp_path: Path) -> None:
     from tests.e2e.test_fix_loop import _config, _make_repo, _run_loopers
 
@@ -91,7 +106,7 @@ def test_the_readmes_fix_loop_commands_work_as_written(cluster: Cluster, redis_u
     env = {**os.environ, "TASKYARD_KEY": "k-fix"}
     values: dict[str, str] = {}
     answers = []
-    for command in _commands(FIX_MARKER):
+    for command in commands(marked_blocks("README.md", FIX_MARKER)[0]):
         run = command.replace("localhost:8080", host)
         for name, value in values.items():
             run = run.replace(f"<{name}>", value)

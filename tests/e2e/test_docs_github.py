@@ -1,5 +1,5 @@
 """docs/github.md's "try it without GitHub" block runs as written: the signed delivery it sends is accepted and
-becomes a task for the configured rule."""
+becomes a task for the configured rule, which the "follow it" block's commands then read."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ROOT, Cluster, wait_for
+from tests.e2e.doc_shell import DocShell, commands, marked_blocks
 
 pytestmark = pytest.mark.e2e
 
 MARKER = "<!-- run-by-test: tests/e2e/test_docs_github.py -->"
+FOLLOW = "<!-- run-by-test: tests/e2e/test_docs_github.py (follow it) -->"
 
 
 def _block() -> str:
@@ -55,3 +57,14 @@ workers:
     [task_id] = [t["id"] if isinstance(t, dict) else t for t in detail["tasks"]]
     task = api.get(f"/task/{task_id}").json()
     assert task["prompt"] == "Review PR #7 in octo/app: Fix the flaky test" and task["state"] == "completed"
+
+    # The "follow it" block: the newest event, then the event with its rules, tasks and history
+    shell = DocShell(tmp_path, env)
+    listed_cmd, detail_cmd = commands(marked_blocks("docs/github.md", FOLLOW)[0])
+    [listed] = shell.answer(listed_cmd)
+    assert (listed["id"], listed["type"], listed["state"]) == (event["id"], "pull_request.opened", "completed")
+    shell.values["event id"] = listed["id"]
+    followed = shell.answer(detail_cmd)
+    assert [(m["rule"], m["status"], m["task_id"]) for m in followed["matches"]] == [
+        ("reviewer.events[0]", "dispatched", task_id)]
+    assert [h["state"] for h in followed["history"]][0] == "received" and followed["state"] == "completed"
