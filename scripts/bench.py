@@ -252,6 +252,8 @@ def main() -> int:
     parser.add_argument("--only", choices=["submit", "e2e", "latency", "webhook", "traces", "sse"])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--engine-processes", type=int, default=1,
+                        help="engine processes of the webhook benchmark's serve (the setting engine_processes)")
     args = parser.parse_args()
     report: dict[str, object] = {"machine": f"{os.cpu_count()} cores"}
     with tempfile.TemporaryDirectory(prefix="taskyard-bench-") as tmp_name:
@@ -272,7 +274,8 @@ def main() -> int:
         if args.only in (None, "webhook"):
             report["webhook"] = bench_webhook(
                 args.redis_url, args.duration, tmp, fixtures=ROOT / "tests" / "fixtures" / "github-webhooks",
-                serve=serve, run_wrk=run_wrk, free_port=free_port, wait_http=wait_http)
+                serve=serve, run_wrk=run_wrk, free_port=free_port, wait_http=wait_http,
+                engine_processes=args.engine_processes)
         if args.only in (None, "traces"):
             report["trace_ingest"] = bench_ingest(
                 args.redis_url, args.duration, tmp, serve=serve, free_port=free_port, wait_http=wait_http,

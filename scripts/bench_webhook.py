@@ -69,7 +69,7 @@ def rules_yaml() -> str:
 
 
 def bench_webhook(redis_url: str, duration: int, tmp: Path, *, fixtures: Path, serve: Any, run_wrk: Any,
-                  free_port: Any, wait_http: Any) -> dict[str, Any]:
+                  free_port: Any, wait_http: Any, engine_processes: int = 1) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     client.flushdb()
     body = (fixtures / "pull_request.opened.json").read_bytes()
@@ -89,7 +89,8 @@ def bench_webhook(redis_url: str, duration: int, tmp: Path, *, fixtures: Path, s
 
     threading.Thread(target=heartbeat, daemon=True).start()
     config = tmp / "webhook.yaml"
-    config.write_text(f"redis_url: {redis_url}\nlog_level: warning\nsources:\n  github: {{secret: {SECRET}}}\n"
+    config.write_text(f"redis_url: {redis_url}\nlog_level: warning\nengine_processes: {engine_processes}\n"
+                      f"sources:\n  github: {{secret: {SECRET}}}\n"
                       "workers:\n  - {name: sink, handler: 'workers.builtin:noop', max_queue_depth: 100000000}\n"
                       f"rules:\n{rules_yaml()}")
     port = free_port()
@@ -109,4 +110,5 @@ def bench_webhook(redis_url: str, duration: int, tmp: Path, *, fixtures: Path, s
     client.flushdb()
     return {"accepted_per_s": result["rps"], "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
             "errors": result["errors"], "events": received, "tasks": created,
-            "webhook_to_task_per_s": round(created / total_s, 1), "engine_lag_s": round(total_s - accepted_s, 2)}
+            "webhook_to_task_per_s": round(created / total_s, 1), "engine_lag_s": round(total_s - accepted_s, 2),
+            "engine_processes": engine_processes}

@@ -217,3 +217,10 @@ def latency_figures(values_ms: list[float]) -> dict[str, float]:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else 0.0
 
     return {"n": len(ordered), "p50_ms": rank(0.5), "p99_ms": rank(0.99), "max_ms": rank(1.0)}
+
+
+def completion_ms(client: redis.Redis, ids: list[str]) -> dict[str, float]:
+    """Milliseconds from creation to completion (``completed_at - created_at``) of each completed task."""
+    records = task_records(client, ids, ("created_at", "completed_at"))
+    return {t: float(int(r["completed_at"]) - int(r["created_at"]))  # type: ignore[arg-type]
+            for t, r in records.items() if r["created_at"] and r["completed_at"]}

@@ -1,7 +1,7 @@
 """Reliability drill: graceful drain on SIGTERM, of a worker process and of serve (issue 8, docs/reliability.md).
 
     .venv/bin/python scripts/drill_drain.py [--redis-url URL] [--tasks N] [--long-tasks N] [--drain-timeout S]
-                                            [--deadline S]
+                                            [--deadline S] [--load-rate R]
 
 Flushes its Redis database (default: database 9 of the local server) first. Three phases:
 
@@ -10,15 +10,22 @@ Flushes its Redis database (default: database 9 of the local server) first. Thre
    there (1 s < drain timeout) and it should exit within the drain timeout.
 2. worker, long tasks: the same with tasks of 3 x the drain timeout: the stopping process should abort them at
    the drain timeout and requeue them, and they should complete on the other process.
+   In phases 1 and 2 a background load (scripts/drill_load.py, --load-rate short tasks per second) runs from
+   LOAD_BEFORE_S before the phase's tasks are submitted until LOAD_AFTER_S after the stopping process exited;
+   its submit latency is reported before the SIGTERM, during the drain and after the exit, and its tasks are
+   checked like the phase's own.
 3. serve: `serve` with its in-process workers gets SIGTERM while a client keeps submitting. The issue asks for
    503 `{"error": "server draining"}` to new submits while running tasks finish within the drain timeout. The
    drill records every answer after the signal (status and body, or the connection error), the time serve
    takes to exit, and, after a fresh worker process has drained the queue, that every 202 is a completed task
-   and that nothing else was stored.
+   and that nothing else was stored. Between serve's exit and the drainer, serve starts again and gets
+   AFTER_RESTART_S of submits at the same rate: submit latency is reported before the SIGTERM, during the
+   drain (the 503s) and after (the restarted serve).
 
 In every phase the handler records its id in a set and bumps a run counter, so a task run twice shows.
-Passes when no task is lost (every accepted task completes), no side effect runs twice, each process exits
-within drain timeout + DRAIN_SLACK_S, and serve answers new submits during its drain with 503 `server draining`.
+Passes when no task is lost (every accepted task completes), every background submit and every submit to the
+restarted serve got 202, no side effect runs twice, each process exits within drain timeout + DRAIN_SLACK_S,
+and serve answers new submits during its drain with 503 `server draining`.
 Exit 0 on pass, 1 on fail.
 """
 
@@ -49,6 +56,7 @@ from drill_common import (  # noqa: E402
     free_port,
     held_by,
     keys,
+    latency_figures,
     mib,
     start_serve,
     start_worker,
@@ -58,6 +66,7 @@ from drill_common import (  # noqa: E402
     write_config,
     write_handler,
 )
+from drill_load import PacedLoad, latency_by_phase  # noqa: E402
 
 HEARTBEAT_S = 0.5  # seconds between worker heartbeats
 CONCURRENCY = 2  # tasks at once per worker process
@@ -67,6 +76,11 @@ SUBMIT_INTERVAL_S = 0.02  # seconds between two submits of phase 3's client (abo
 SUBMITS_BEFORE_STOP = 50  # tasks accepted (202) before serve gets SIGTERM
 SUBMIT_AFTER_EXIT_S = 1.0  # seconds the client keeps submitting after serve has exited
 PHASE3_TASK_S = 0.5  # seconds a task of phase 3 sleeps
+AFTER_RESTART_S = 3.0  # seconds of submits to the restarted serve of phase 3
+LOAD_THREADS = 2  # client threads of a background load
+LOAD_BEFORE_S = 2.0  # seconds a worker phase's background load runs before the phase's tasks are submitted
+LOAD_AFTER_S = 2.0  # seconds it runs on after the stopping process exited
+LOAD_MAX_S = 300.0  # bound on a background load's length
 
 
 def submit(http: httpx.Client, prompt: str, n: int) -> list[str]:
@@ -88,16 +102,33 @@ def sigterm_and_time(proc: Proc) -> float:
 
 
 def worker_phase(name: str, *, client, http: httpx.Client, config: Path, tmp: Path, redis_url: str,
-                 prompt: str, n: int, deadline_s: float) -> dict[str, object]:
-    """Two worker processes; SIGTERM one while it runs tasks; wait for every task to finish."""
+                 prompt: str, n: int, deadline_s: float, load_rate: float) -> dict[str, object]:
+    """Two worker processes and a background load; SIGTERM one while it runs tasks; wait for every task to
+    finish."""
     victim = start_worker(f"{name}-stopped", config, tmp=tmp, redis_url=redis_url)
     other = start_worker(f"{name}-other", config, tmp=tmp, redis_url=redis_url)
-    ids = submit(http, prompt, n)
-    held = sorted(wait_for(lambda: held_by(client, victim.proc_id), timeout_s=30,
-                           what=f"{victim.name} to run a task"))
-    victim.sample_rss()
-    exit_s = sigterm_and_time(victim)
-    at_exit = task_records(client, held, ("state", "owner", "lost"))
+    load = PacedLoad(str(http.base_url).rstrip("/"), n=int(load_rate * LOAD_MAX_S), rate_per_s=load_rate,
+                     threads=LOAD_THREADS, body_of=lambda i: {"prompt": f"{name} load {i}", "worker": "drill"})
+    load.start()
+    load_started = time.monotonic()
+    try:
+        time.sleep(LOAD_BEFORE_S)
+        ids = submit(http, prompt, n)
+        phase_ids = set(ids)
+        # SIGTERM once the victim runs CONCURRENCY of the phase's tasks (a load task may hold a slot briefly).
+        held = sorted(wait_for(lambda: len(h := held_by(client, victim.proc_id) & phase_ids) >= CONCURRENCY and h,
+                               timeout_s=30, what=f"{victim.name} to run {CONCURRENCY} of the phase's tasks"))
+        victim.sample_rss()
+        sigterm_at = time.monotonic()
+        exit_s = sigterm_and_time(victim)
+        exited_at = time.monotonic()
+        at_exit = task_records(client, held, ("state", "owner", "lost"))
+        time.sleep(LOAD_AFTER_S)
+    finally:
+        load.stop()
+    load.join(timeout_s=30)
+    load_ids = [a.task_id for a in load.attempts if a.task_id]
+    ids += load_ids
 
     def all_final() -> bool:
         other.sample_rss()
@@ -111,9 +142,13 @@ def worker_phase(name: str, *, client, http: httpx.Client, config: Path, tmp: Pa
     stop_all([other])
     final = task_records(client, ids, ("state", "owner", "lost"))
     held_final = {t: final[t] for t in held}
+    marks = [("before", load_started), ("during", sigterm_at), ("after", exited_at)]
     return {
-        "tasks": len(ids),
+        "tasks": n,
         "task_s": prompt.split(":", 1)[1],
+        "load_tasks": len(load_ids),
+        "load_not_202": len(load.attempts) - len(load_ids),
+        "load_submit_latency_202": latency_by_phase(load.attempts, marks),
         "held_at_sigterm": len(held),
         "held_finished_by_stopping_process": sum(1 for r in at_exit.values()
                                                  if r["state"] == "completed" and r["owner"] == victim.proc_id),
@@ -149,6 +184,7 @@ def serve_phase(*, client, config: Path, tmp: Path, redis_url: str, port: int,
                     exit_seen_at = time.monotonic()
                 sent = time.monotonic()
                 answer: dict[str, object] = {"t": round(sent - sigterm_at[0], 3) if sigterm_at else None}
+                answer["sent"] = sent
                 try:
                     response = http.post("/task", json={"prompt": f"sleep:{PHASE3_TASK_S}", "worker": "drill"})
                     answer["status"] = response.status_code
@@ -157,6 +193,7 @@ def serve_phase(*, client, config: Path, tmp: Path, redis_url: str, port: int,
                         accepted.append(response.json()["id"])
                 except httpx.HTTPError as exc:
                     answer["error"] = type(exc).__name__
+                answer["ms"] = (time.monotonic() - sent) * 1000
                 answers.append(answer)
                 time.sleep(max(0.0, SUBMIT_INTERVAL_S - (time.monotonic() - sent)))
 
@@ -183,6 +220,20 @@ def serve_phase(*, client, config: Path, tmp: Path, redis_url: str, port: int,
         kinds[kind] = kinds.get(kind, 0) + 1
     first_refusal = next((a["t"] for a in after if a.get("status") != 202), None)
     last_202 = max((a["t"] for a in after if a.get("status") == 202), default=None)
+    exited_at = sigterm_at[0] + exit_s
+    during = [a for a in after if a["sent"] <= exited_at]  # type: ignore[operator]
+    # After: serve starts again (in-process workers, as before) and gets AFTER_RESTART_S of submits.
+    restart_at = time.monotonic()
+    restarted = start_serve("serve-restarted", config, tmp=tmp, redis_url=redis_url, port=port, no_workers=False)
+    restart_s = round(time.monotonic() - restart_at, 2)
+    load = PacedLoad(f"http://127.0.0.1:{port}", n=int(AFTER_RESTART_S / SUBMIT_INTERVAL_S),
+                     rate_per_s=1 / SUBMIT_INTERVAL_S, threads=LOAD_THREADS,
+                     body_of=lambda i: {"prompt": f"sleep:{PHASE3_TASK_S}", "worker": "drill"})
+    load.start()
+    load.join(timeout_s=AFTER_RESTART_S + 60)
+    restarted.sample_rss()
+    stop_all([restarted])
+    accepted += [a.task_id for a in load.attempts if a.task_id]
     # Drain what is still queued with a fresh worker process, then check every 202 completed.
     drainer = start_worker("drainer", config, tmp=tmp, redis_url=redis_url)
 
@@ -208,11 +259,24 @@ def serve_phase(*, client, config: Path, tmp: Path, redis_url: str, port: int,
         "draining_503": sum(1 for a in after if a.get("status") == 503 and "server draining" in str(a.get("body"))),
         "exit_s": exit_s,
         "exit_code": serve.exit_code,
+        "submit_latency": {
+            "before_sigterm_202": latency_figures([a["ms"] for a in answers  # type: ignore[misc]
+                                                   if a["t"] is None and a.get("status") == 202]),
+            "during_drain_all": latency_figures([a["ms"] for a in during]),  # type: ignore[misc]
+            "during_drain_503": latency_figures([a["ms"] for a in during  # type: ignore[misc]
+                                                 if a.get("status") == 503]),
+            "after_exit_down": latency_figures([a["ms"] for a in after  # type: ignore[misc]
+                                                if a["sent"] > exited_at]),  # type: ignore[operator]
+            "after_restart_202": latency_by_phase(load.attempts, [("after", 0.0)])["after"],
+        },
+        "restarted_serve_ready_s": restart_s,
+        "after_restart_submits": len(load.attempts),
+        "after_restart_not_202": sum(1 for a in load.attempts if a.status != 202),
         "accepted_states_after_drainer": final,
         "lost": len(accepted) - final.get("completed", 0),
         "stored_tasks": stored,
         "stored_but_not_202": stored - len(accepted),
-        "_procs": [serve, drainer],
+        "_procs": [serve, restarted, drainer],
     }
 
 
@@ -223,6 +287,7 @@ def main() -> int:
     parser.add_argument("--long-tasks", type=int, default=4, help="tasks in phase 2 (long tasks)")
     parser.add_argument("--drain-timeout", type=float, default=2.0, help="drain_timeout in seconds")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds for a phase's tasks to finish")
+    parser.add_argument("--load-rate", type=float, default=10.0, help="background submits/s in phases 1-2")
     args = parser.parse_args()
 
     started_at = datetime.now(UTC)
@@ -245,7 +310,7 @@ def main() -> int:
                                         ("worker_long", f"sleep:{3 * drain}", args.long_tasks)):
                     phase = worker_phase(name, client=client, http=http, config=config, tmp=tmp,
                                          redis_url=args.redis_url, prompt=prompt, n=n,
-                                         deadline_s=args.deadline)
+                                         deadline_s=args.deadline, load_rate=args.load_rate)
                     procs.extend(phase.pop("_procs"))  # type: ignore[arg-type]
                     phase.pop("_ids")
                     figures[name] = phase
@@ -266,6 +331,7 @@ def main() -> int:
     for name in ("worker_short", "worker_long"):
         phase: dict = figures[name]  # type: ignore[assignment]
         checks[f"{name}: none lost"] = phase["lost"] == 0
+        checks[f"{name}: every background submit got 202"] = phase["load_not_202"] == 0
         checks[f"{name}: exit within drain timeout + {DRAIN_SLACK_S:g} s"] = phase["exit_s"] <= drain + DRAIN_SLACK_S
         checks[f"{name}: clean exit"] = phase["exit_code"] == 0
     short: dict = figures["worker_short"]  # type: ignore[assignment]
@@ -281,6 +347,7 @@ def main() -> int:
     checks["serve: running tasks finished by the exit"] = (
         serve["running_at_sigterm_states_at_exit"].get("dispatched", 0) == 0)
     checks["serve: new submits during the drain get 503 server draining"] = serve["draining_503"] > 0
+    checks["serve: every submit to the restarted serve got 202"] = serve["after_restart_not_202"] == 0
     checks["no duplicate side effects"] = figures["duplicate_runs"] == 0
     figures["checks"] = checks
     ok = all(checks.values())

@@ -1,4 +1,4 @@
-"""A paced submit load for the reliability drills (scripts/drill_api_crash.py, scripts/drill_redis_restart.py).
+"""A paced submit load for the reliability drills (scripts/drill_api_crash.py, drill_worker_crash.py, drill_drain.py).
 
 Request ``i`` (0 <= i < n) is sent once, at ``start + i / rate``, by one of several client threads, so requests
 keep arriving at the same rate whatever the server does (a dead server costs fast connection errors, not a
@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["Attempt", "PacedLoad", "phase_of"]
+__all__ = ["Attempt", "PacedLoad", "latency_by_phase", "phase_of"]
 
 REQUEST_TIMEOUT_S = 10.0  # seconds one submit may take before it counts as a connection failure
 HOLD_CHECK_S = 0.05  # seconds a client thread waiting for its due time sleeps before looking for a hold
@@ -54,6 +54,19 @@ def phase_of(sent: float, marks: list[tuple[str, float]]) -> str:
         if sent >= at:
             name = mark
     return name
+
+
+def latency_by_phase(attempts: list[Attempt], marks: list[tuple[str, float]], *,
+                     only_202: bool = True) -> dict[str, dict[str, float]]:
+    """Submit latency figures (``drill_common.latency_figures``) of the attempts sent in each phase of ``marks``
+    (only the 202s unless ``only_202`` is false)."""
+    from drill_common import latency_figures  # the drills put scripts/ on sys.path
+
+    by_phase: dict[str, list[float]] = {name: [] for name, _ in marks}
+    for a in attempts:
+        if a.status == 202 or not only_202:
+            by_phase[phase_of(a.sent, marks)].append(a.latency_ms)
+    return {name: latency_figures(values) for name, values in by_phase.items()}
 
 
 class PacedLoad:
