@@ -136,8 +136,8 @@ def _serve(settings: Settings, rules: RuleBook, default_file: str, *, no_workers
         return 1
     gate = DrainGate(create_app(settings, redis_url=url, rules=rules))
 
-    def serving() -> None:  # logged once the port accepts connections: the ready line scripts wait for
-        logger.info("taskyard serving", extra={"url": f"http://{settings.host}:{settings.port}",
+    def serving(port: int) -> None:  # logged once the port accepts connections: the ready line scripts wait for
+        logger.info("taskyard serving", extra={"url": f"http://{settings.host}:{port}",
                                                "redis": "embedded" if embedded else "external",
                                                "workers": "none" if runtime is None else len(settings.workers)})
 

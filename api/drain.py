@@ -51,7 +51,7 @@ class DrainingServer(uvicorn.Server):
     (the in-process workers' stop), and then uvicorn's own graceful shutdown starts."""
 
     def __init__(self, config: uvicorn.Config, gate: DrainGate, drain: Callable[[], None] | None,
-                 on_started: Callable[[], None] | None = None) -> None:
+                 on_started: Callable[[int], None] | None = None) -> None:
         super().__init__(config)
         self.gate = gate
         self.drain = drain
@@ -59,11 +59,13 @@ class DrainingServer(uvicorn.Server):
         self._draining = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """uvicorn's startup, then ``on_started`` once the port accepts connections (a process supervisor or a
-        script waiting for the ready line can then connect at once)."""
+        """uvicorn's startup, then ``on_started(port)`` once the port accepts connections (a process supervisor
+        or a script waiting for the ready line can then connect at once), with the port bound (``port: 0`` binds
+        a free one)."""
         await super().startup(sockets=sockets)
         if self.started and self.on_started is not None:
-            self.on_started()
+            bound = [sock.getsockname() for server in self.servers for sock in (server.sockets or ())]
+            self.on_started(bound[0][1] if bound else self.config.port)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._draining or not self.started:  # a second signal, or not serving yet: stop now
@@ -72,11 +74,14 @@ class DrainingServer(uvicorn.Server):
             return
         self._draining = True
         self.gate.draining.set()
-        logger.info("draining: new requests get 503 until running tasks finish")
+        # Nothing is written from the signal handler itself: a signal that lands while the main thread is
+        # writing a log line to stderr would make a write here raise (a reentrant call on the buffered stream)
+        # and the drain would never start; the thread logs.
         threading.Thread(target=self._drain_then_exit, args=(sig, frame), name="drain", daemon=True).start()
 
     def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
         try:
+            logger.info("draining: new requests get 503 until running tasks finish")
             if self.drain is not None:
                 self.drain()
             else:

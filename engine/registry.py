@@ -35,6 +35,11 @@ DEGRADED_MAX_AGE_MS = 300_000  # younger than this: degraded; older: down
 
 _SECRET_KEY = re.compile(r"token|secret|password|passwd|authorization|api[_-]?key|credential", re.I)
 REDACTED = "[redacted]"
+# A URL's whole userinfo (``user:pass@``, or a token as the user name: ``https://ghp_x@host``), up to its last @
+_URL_USERINFO = re.compile(r"(://)[^/?#\s]*@")
+# The value of a secret-looking query parameter (``?api_key=...``, ``&access_token=...``)
+_URL_SECRET_PARAM = re.compile(r"([?&][^=&#\s]*(?:token|secret|password|passwd|api[_-]?key|sig|auth)[^=&#\s]*=)"
+                               r"[^&#\s]*", re.I)
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,8 @@ def health_of(last_heartbeat_ms: int | None, now_ms: int, *, degraded_after_ms: 
 
 def redact(value: Any, key: str = "") -> Any:
     """A copy safe to show to any reader: every ``env`` and ``headers`` value, values of secret-looking keys
-    (token, password, authorization...), credentials in URLs and bearer strings are replaced."""
+    (token, password, authorization...), credentials in URLs (the whole userinfo, secret-looking query
+    parameters) and bearer strings are replaced."""
     if isinstance(value, dict):
         if key in ("env", "headers"):
             return {k: REDACTED for k in value}
@@ -107,7 +113,8 @@ def redact(value: Any, key: str = "") -> Any:
         return REDACTED
     if isinstance(value, str):
         value = re.sub(r"(?i)(\bbearer\s+)\S+", r"\1" + REDACTED, value)
-        value = re.sub(r"(://[^/@\s:]*:)[^/@\s]*@", r"\1" + REDACTED + "@", value)
+        value = _URL_USERINFO.sub(r"\1" + REDACTED + "@", value)
+        value = _URL_SECRET_PARAM.sub(r"\1" + REDACTED, value)
     return value
 
 

@@ -21,9 +21,15 @@ def test_redaction_hides_env_headers_url_credentials_and_bearer_strings() -> Non
                   "command": ["curl", "-H", "Authorization: Bearer xyz", "postgres://u:p@db/x"]})
     assert out["env"] == {"GH_PAT": REDACTED, "HOME": REDACTED}
     assert out["headers"] == {"X-Custom": REDACTED}
-    assert out["endpoint"] == f"http://user:{REDACTED}@h:1" and out["cwd"] == "/srv"
+    assert out["endpoint"] == f"http://{REDACTED}@h:1" and out["cwd"] == "/srv"
     assert out["api_token"] == REDACTED
     assert "xyz" not in str(out["command"]) and ":p@" not in str(out["command"])
+
+
+def test_redaction_hides_a_token_used_as_the_url_user_and_secret_query_parameters() -> None:
+    out = redact({"endpoint": "https://ghp_abc123@git.example/x?api_key=k1&page=2&access_token=t2#frag"})
+    assert out["endpoint"] == f"https://{REDACTED}@git.example/x?api_key={REDACTED}&page=2&access_token={REDACTED}#frag"
+    assert redact("http://h:1/path?q=1") == "http://h:1/path?q=1"  # nothing secret: unchanged
 
 
 def test_every_key_template_is_a_lua_function_with_the_same_spelling() -> None:
