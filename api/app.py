@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from api.auth import AuthGate, key_table, scope_guard
+from api.auth import AuthGate, key_table, require_scope
 from api.controllers import EventController, HealthController, TaskController, WorkerController
 from api.controllers.activity import ActivityController
 from api.controllers.artifacts import ArtifactController
@@ -85,6 +85,7 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
             await hub.close()
             await activity_hub.close()
             analysis_runner.close()
+            await runner.aclose()
             await client.aclose()
 
     def provide_service() -> TaskService:
@@ -137,7 +138,7 @@ def create_app(settings: Settings, *, redis_url: str, rules: RuleBook | None = N
                       "loop": Provide(provide_loop, sync_to_thread=False),
                       "activity": Provide(provide_activity, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        guards=[scope_guard],
+        before_request=require_scope,
         lifespan=[lifespan],
         request_max_body_size=defaults.MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="Taskyard", version="0.1.0", path="/schema"),

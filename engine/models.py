@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -35,7 +36,13 @@ def iso_ms(ms: str | int | float | None) -> str | None:
     if ms is None or ms == "":
         return None
     seconds, millis = divmod(int(ms) if isinstance(ms, int) else int(float(ms)), 1000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
+    return f"{_second_text(seconds)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    # Timestamps cluster (a listing's tasks, a burst of submits): formatting each second once saves most of it.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 @dataclass(frozen=True)

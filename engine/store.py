@@ -25,10 +25,13 @@ from redis.exceptions import NoScriptError
 
 from engine.errors import StoreUnavailable, ValidationFailed
 from engine.keys import lua_preamble
+from engine.resp import Endpoint, NotUTF8, PackError, RespPipe, pack_command
 
 __all__ = ["AsyncRunner", "Op", "Runner", "SyncRunner", "ThreadLocalRunner", "script_source"]
 
 T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 5.0  # seconds a batch waits for Redis's replies before its connection is dropped
 
 SCRIPTS = ("admit", "claim", "fetch_claim", "finish", "reap", "redispatch", "cancel", "list_tasks", "worker_status",
            "event_receive", "event_update", "event_list", "conc", "event_match",
@@ -163,9 +166,12 @@ class AsyncRunner:
     Transactions (``Op.commands``) are sent on their own.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.client = client
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
+        endpoint = Endpoint.of_pool(client.connection_pool)
+        # Batches go over one pipelined connection of our own (engine/resp.py); TLS stays on redis-py's.
+        self._pipe = RespPipe(endpoint, timeout_s=timeout_s) if endpoint is not None else None
         self._pending: list[tuple[Op[Any], asyncio.Future[Any]]] = []
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
@@ -198,24 +204,24 @@ class AsyncRunner:
 
     async def _send(self, batch: list[tuple[Op[Any], asyncio.Future[Any]]]) -> None:
         # An op Redis cannot encode fails alone, before it can break the pipeline it would share.
-        sendable = []
+        sendable, packed = [], []
         for op, future in batch:
-            if _encodable(op):
-                sendable.append((op, future))
-            else:
-                _settle(future, error=ValidationFailed("invalid request body: text is not valid UTF-8"))
+            if self._pipe is not None:
+                try:
+                    packed.append(pack_command(("EVALSHA", self._scripts[op.script].sha, 0, *op.args))
+                                  if op.script is not None else pack_command(op.command or ()))
+                except PackError as exc:
+                    _settle(future, error=_unencodable() if isinstance(exc, NotUTF8) else exc)
+                    continue
+            elif not _encodable(op):
+                _settle(future, error=_unencodable())
+                continue
+            sendable.append((op, future))
         batch = sendable
         if not batch:
             return
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for op, _ in batch:
-                if op.script is not None:
-                    pipe.evalsha(self._scripts[op.script].sha, 0, *op.args)
-                else:
-                    assert op.command is not None
-                    pipe.execute_command(*op.command)
-            results = await pipe.execute(raise_on_error=False)
+            results = await (self._send_own(packed) if self._pipe is not None else self._send_pooled(batch))
         except BaseException as exc:  # every waiting caller must hear back, whatever went wrong
             error = (StoreUnavailable(f"store unavailable: {type(exc).__name__}")
                      if isinstance(exc, (redis.RedisError, OSError)) else exc)
@@ -225,6 +231,8 @@ class AsyncRunner:
                 raise
             return
         for (op, future), result in zip(batch, results, strict=True):
+            if self._pipe is not None and op.command is not None and not isinstance(result, redis.RedisError):
+                result = self._shaped(op.command[0], result)
             if isinstance(result, NoScriptError) and op.script is not None:
                 # Redis restarted or flushed its script cache: this call loads the script again.
                 try:
@@ -235,6 +243,49 @@ class AsyncRunner:
                 _settle(future, error=StoreUnavailable(f"store unavailable: {type(result).__name__}: {result}"))
             else:
                 _settle(future, result=result)
+
+    async def _send_own(self, packed: list[bytes]) -> list[Any]:
+        assert self._pipe is not None
+        results: list[Any] = []
+        failure: OSError | None = None
+        for reply in await self._pipe.call(packed):
+            try:
+                results.append(await reply)
+            except OSError as exc:  # the connection failed under the batch: every later reply fails too
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return results
+
+    def _shaped(self, command: str, reply: Any) -> Any:
+        """A plain command's reply in the shape redis-py gives it (``SET`` -> True, ``XRANGE`` -> pairs, ...),
+        so an op parses the same answer on either runner."""
+        callback = self.client.response_callbacks.get(command)
+        if callback is None:
+            return reply
+        try:
+            return callback(reply)
+        except Exception as exc:  # a reply the callback cannot read: report it like an error reply
+            return redis.ResponseError(f"unreadable reply to {command}: {exc}")
+
+    async def _send_pooled(self, batch: list[tuple[Op[Any], asyncio.Future[Any]]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for op, _ in batch:
+            if op.script is not None:
+                pipe.evalsha(self._scripts[op.script].sha, 0, *op.args)
+            else:
+                assert op.command is not None
+                pipe.execute_command(*op.command)
+        return await pipe.execute(raise_on_error=False)
+
+    async def aclose(self) -> None:
+        """Close the runner's own connection (the redis-py client is its owner's to close)."""
+        if self._pipe is not None:
+            self._pipe.close()
+
+
+def _unencodable() -> ValidationFailed:
+    return ValidationFailed("invalid request body: text is not valid UTF-8")
 
 
 def _encodable(op: Op[Any]) -> bool:

@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from api.auth import principal_of
-from api.controllers.body import json_body
+from api.controllers.body import decode_json
 from engine.loop_service import LoopService
 
 __all__ = ["FixController"]
@@ -20,7 +20,7 @@ Loop = NamedDependency[LoopService]  # the app's LoopService, injected by name (
 async def _optional_body(request: Request) -> Any:
     """The JSON body, or None when the request has none (every field of these requests is optional)."""
     raw = await request.body()
-    return None if not raw.strip() else await json_body(request)
+    return None if not raw.strip() else decode_json(raw)
 
 
 class FixController(Controller):

@@ -15,6 +15,7 @@ def test_hostile_inputs_are_refused_and_nothing_is_stored(cluster: Cluster, redi
 
     # Text Redis cannot store, written as JSON escapes, anywhere in the body
     assert "UTF-8" in refused(api.post("/task", content=b'{"prompt": "x", "context": {"a": "\\ud800"}}'))
+    assert "UTF-8" in refused(api.post("/task", content=b'{"prompt": "x \xed\xa0\x80"}'))  # one, UTF-8 encoded
     assert "UTF-8" in refused(api.post("/workers", content=b'{"name": "w", "command": ["x"], "cwd": "\\ud800"}'))
     # Nesting deep enough to break a recursive parser
     assert refused(api.post("/task", content=b"[" * 100_000 + b"]" * 100_000)).startswith("invalid request body")
