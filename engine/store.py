@@ -25,7 +25,7 @@ from redis.exceptions import NoScriptError
 
 from engine.errors import StoreUnavailable, ValidationFailed
 from engine.keys import lua_preamble
-from engine.resp import Endpoint, NotUTF8, PackError, RespPipe, pack_command
+from engine.resp import Endpoint, NotUTF8, PackError, RespPipe, RespSocket, pack_command
 
 __all__ = ["AsyncRunner", "Op", "Runner", "SyncRunner", "ThreadLocalRunner", "script_source"]
 
@@ -99,13 +99,20 @@ def script_source(name: str) -> str:
 
 
 class SyncRunner:
-    """Runs ops on a blocking client (``decode_responses=True``)."""
+    """Runs ops on a blocking client (``decode_responses=True``). With ``own_connection`` (one thread's use
+    only) scripts and plain commands go over a connection of the runner's own (``engine/resp.py``), the client
+    keeping transactions and script reloads; without it the client is safe to share between threads."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, own_connection: bool = False,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.client = client
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
+        endpoint = Endpoint.of_pool(client.connection_pool) if own_connection else None
+        self._conn = RespSocket(endpoint, timeout_s=timeout_s) if endpoint is not None else None
 
     def run(self, op: Op[T]) -> T:
+        if self._conn is not None and op.commands is None:
+            return op.parse(self._run_own(op))
         if not _encodable(op):
             raise ValidationFailed("text is not valid UTF-8")
         try:
@@ -123,19 +130,45 @@ class SyncRunner:
             raise StoreUnavailable(f"store unavailable: {type(exc).__name__}") from exc
         return op.parse(raw)
 
+    def _run_own(self, op: Op[Any]) -> Any:
+        assert self._conn is not None
+        try:
+            packed = (pack_command(("EVALSHA", self._scripts[op.script].sha, 0, *op.args)) if op.script is not None
+                      else pack_command(op.command or ()))
+        except NotUTF8:
+            raise ValidationFailed("text is not valid UTF-8") from None
+        try:
+            [reply] = self._conn.request([packed])
+            if isinstance(reply, NoScriptError) and op.script is not None:
+                # Redis restarted or flushed its script cache: redis-py's script object loads it again.
+                reply = self._scripts[op.script](args=list(op.args))
+        except (redis.RedisError, OSError) as exc:
+            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}") from exc
+        if isinstance(reply, redis.RedisError):
+            raise StoreUnavailable(f"store unavailable: {type(reply).__name__}: {reply}")
+        return _shaped(self.client, op.command[0], reply) if op.command is not None else reply
+
+    def close(self) -> None:
+        """Close the runner's own connection (the client is its owner's to close)."""
+        if self._conn is not None:
+            self._conn.close()
+
 
 class ThreadLocalRunner:
-    """A SyncRunner per thread, each on one dedicated connection (``single_connection_client``).
+    """A SyncRunner per thread, each with a Redis connection of its own (``own_connection``).
 
-    For the worker runtime's hot path: a pooled client checks every borrowed connection for stray data with a
-    non-blocking read, about a tenth of a worker's time per task; a thread that owns its connection skips it.
-    ``make_client`` builds one blocking client; ``close()`` closes every connection made.
+    For the hot paths of the worker runtime and the engine's jobs: a pooled redis-py client checks every
+    borrowed connection for stray data with a non-blocking read (about a tenth of a worker's time per task),
+    and even a single-connection one spends ~50 us of CPU a call; a thread that owns its connection and packs
+    and parses itself (``engine/resp.py``) spends ~30.
+    ``make_client`` builds one blocking client (kept for transactions and script reloads); ``close()`` closes
+    every connection made.
     """
 
     def __init__(self, make_client: Callable[[], redis.Redis]) -> None:
         self._make_client = make_client
         self._local = threading.local()
-        self._clients: list[redis.Redis] = []
+        self._runners: list[SyncRunner] = []
         self._lock = threading.Lock()
 
     def run(self, op: Op[T]) -> T:
@@ -145,16 +178,17 @@ class ThreadLocalRunner:
                 client = self._make_client()  # a single-connection client connects here, not at its first call
             except redis.RedisError as exc:
                 raise StoreUnavailable(f"store unavailable: {type(exc).__name__}") from exc
+            runner = self._local.runner = SyncRunner(client, own_connection=True)
             with self._lock:
-                self._clients.append(client)
-            runner = self._local.runner = SyncRunner(client)
+                self._runners.append(runner)
         return runner.run(op)
 
     def close(self) -> None:
         with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
+            runners, self._runners = self._runners, []
+        for runner in runners:
+            runner.close()
+            runner.client.close()
 
 
 class AsyncRunner:
@@ -232,7 +266,7 @@ class AsyncRunner:
             return
         for (op, future), result in zip(batch, results, strict=True):
             if self._pipe is not None and op.command is not None and not isinstance(result, redis.RedisError):
-                result = self._shaped(op.command[0], result)
+                result = _shaped(self.client, op.command[0], result)
             if isinstance(result, NoScriptError) and op.script is not None:
                 # Redis restarted or flushed its script cache: this call loads the script again.
                 try:
@@ -257,17 +291,6 @@ class AsyncRunner:
             raise failure
         return results
 
-    def _shaped(self, command: str, reply: Any) -> Any:
-        """A plain command's reply in the shape redis-py gives it (``SET`` -> True, ``XRANGE`` -> pairs, ...),
-        so an op parses the same answer on either runner."""
-        callback = self.client.response_callbacks.get(command)
-        if callback is None:
-            return reply
-        try:
-            return callback(reply)
-        except Exception as exc:  # a reply the callback cannot read: report it like an error reply
-            return redis.ResponseError(f"unreadable reply to {command}: {exc}")
-
     async def _send_pooled(self, batch: list[tuple[Op[Any], asyncio.Future[Any]]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for op, _ in batch:
@@ -282,6 +305,18 @@ class AsyncRunner:
         """Close the runner's own connection (the redis-py client is its owner's to close)."""
         if self._pipe is not None:
             self._pipe.close()
+
+
+def _shaped(client: Any, command: str, reply: Any) -> Any:
+    """A plain command's reply in the shape redis-py gives it (``SET`` -> True, ``XRANGE`` -> pairs, ...),
+    so an op parses the same answer on any runner."""
+    callback = client.response_callbacks.get(command)
+    if callback is None:
+        return reply
+    try:
+        return callback(reply)
+    except Exception as exc:  # a reply the callback cannot read: report it like an error reply
+        return redis.ResponseError(f"unreadable reply to {command}: {exc}")
 
 
 def _unencodable() -> ValidationFailed:

@@ -17,9 +17,9 @@ import uvloop
 
 from engine.connect import async_client
 from engine.embedded import EmbeddedRedis
-from engine.errors import StoreUnavailable
+from engine.errors import StoreUnavailable, ValidationFailed
 from engine.resp import PackError, pack_command
-from engine.store import AsyncRunner, Op, SyncRunner
+from engine.store import AsyncRunner, Op, SyncRunner, ThreadLocalRunner
 
 pytestmark = pytest.mark.integration
 
@@ -260,3 +260,78 @@ def test_the_embedded_redis_is_reached_over_its_unix_socket(tmp_path: Path) -> N
         assert got == [True, "v"]
     finally:
         server.close()
+
+
+# -- the blocking twin: SyncRunner(own_connection=True), as ThreadLocalRunner makes it for each thread -------
+def _own(url: str, *, timeout_s: float = 5.0) -> SyncRunner:
+    return SyncRunner(redis.Redis.from_url(url, decode_responses=True), own_connection=True, timeout_s=timeout_s)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(map(str, c[:2])))
+def test_every_command_answers_on_a_threads_own_connection_as_on_redis_py(redis_client, redis_url, command) -> None:
+    _seed(redis_client)
+    expected = SyncRunner(redis_client).run(Op(_ident, command=command))
+    redis_client.flushdb()
+    _seed(redis_client)
+    runner = _own(redis_url)
+    try:
+        got = runner.run(Op(_ident, command=command))
+    finally:
+        runner.close()
+    if command[0] in ("XRANGE", "XREVRANGE"):
+        assert [fields for _, fields in got] == [fields for _, fields in expected]
+    else:
+        assert got == expected and type(got) is type(expected)
+
+
+def test_a_threads_own_connection_reconnects_after_redis_drops_it(redis_client, redis_url) -> None:
+    runner = _own(redis_url)
+    try:
+        first_id = runner.run(Op(int, command=("CLIENT", "ID")))
+        redis_client.client_kill_filter(_id=first_id)
+        time.sleep(0.05)
+        # The close Redis sent is seen before the next request goes out: the request is not lost with it
+        second_id = runner.run(Op(int, command=("CLIENT", "ID")))
+        assert second_id != first_id
+        assert runner.run(Op(_ident, command=("ECHO", "again"))) == "again"
+    finally:
+        runner.close()
+
+
+def test_a_threads_own_connection_fails_within_the_timeout_when_redis_hangs(silent_server: int) -> None:
+    runner = _own(f"redis://127.0.0.1:{silent_server}/0", timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        runner.run(Op(_ident, command=("PING",)))
+    assert 0.5 <= time.monotonic() - started < 2.0
+    runner.close()
+
+
+def test_a_threads_own_connection_reloads_a_forgotten_script_and_refuses_bad_text(redis_client, redis_url) -> None:
+    runner = _own(redis_url)
+    try:
+        op = Op(_ident, script="usage_sum", args=("default", "model", "+", "-", 100))
+        first = runner.run(op)
+        redis_client.script_flush()
+        assert runner.run(op) == first
+        with pytest.raises(ValidationFailed):
+            runner.run(Op(_ident, command=("SET", "ty:resp:bad", "x\udcff")))
+        with pytest.raises(StoreUnavailable, match="WRONGTYPE"):
+            redis_client.set("ty:resp:str", "v")
+            runner.run(Op(_ident, command=("HGET", "ty:resp:str", "f")))
+        assert runner.run(Op(_ident, command=("ECHO", "still fine"))) == "still fine"
+    finally:
+        runner.close()
+
+
+def test_each_thread_of_a_thread_runner_has_its_own_connection(redis_url) -> None:
+    runner = ThreadLocalRunner(lambda: redis.Redis.from_url(redis_url, decode_responses=True))
+    ids: list[int] = []
+    threads = [threading.Thread(target=lambda: ids.append(runner.run(Op(int, command=("CLIENT", "ID")))))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    runner.close()
+    assert len(set(ids)) == 4
