@@ -70,17 +70,29 @@ def _seed(client: redis.Redis) -> None:
     client.xadd("ty:resp:x", {"f": "2", "g": "3"})
 
 
+def _on_own_sync_connection(url: str, op: Op[Any]) -> Any:
+    runner = _own(url)
+    try:
+        return runner.run(op)
+    finally:
+        runner.close()
+
+
+@pytest.mark.parametrize("runner", ["async", "sync"])
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(map(str, c[:2])))
-def test_every_command_the_store_sends_answers_as_redis_py_answers_it(redis_client, redis_url, command) -> None:
+def test_every_command_the_store_sends_answers_as_redis_py_answers_it(redis_client, redis_url, command,
+                                                                      runner) -> None:
     # Given the same data twice
     _seed(redis_client)
     expected = SyncRunner(redis_client).run(Op(_ident, command=command))
     redis_client.flushdb()
     _seed(redis_client)
-    # When the async runner sends the command over its own connection
-    got = _with_runner(redis_url, lambda r: r.run(Op(_ident, command=command)))
+    # When a runner sends the command over its own connection (the API's pipe, or a thread's socket)
+    op = Op(_ident, command=command)
+    got = (_with_runner(redis_url, lambda r: r.run(op)) if runner == "async"
+           else _on_own_sync_connection(redis_url, op))
     # Then the op sees the same value, shape and types as on the sync runner's redis-py client
-    if command[0] == "XRANGE" or command[0] == "XREVRANGE":
+    if command[0] in ("XRANGE", "XREVRANGE"):
         assert [fields for _, fields in got] == [fields for _, fields in expected]
     else:
         assert got == expected and type(got) is type(expected)
@@ -265,23 +277,6 @@ def test_the_embedded_redis_is_reached_over_its_unix_socket(tmp_path: Path) -> N
 # -- the blocking twin: SyncRunner(own_connection=True), as ThreadLocalRunner makes it for each thread -------
 def _own(url: str, *, timeout_s: float = 5.0) -> SyncRunner:
     return SyncRunner(redis.Redis.from_url(url, decode_responses=True), own_connection=True, timeout_s=timeout_s)
-
-
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(map(str, c[:2])))
-def test_every_command_answers_on_a_threads_own_connection_as_on_redis_py(redis_client, redis_url, command) -> None:
-    _seed(redis_client)
-    expected = SyncRunner(redis_client).run(Op(_ident, command=command))
-    redis_client.flushdb()
-    _seed(redis_client)
-    runner = _own(redis_url)
-    try:
-        got = runner.run(Op(_ident, command=command))
-    finally:
-        runner.close()
-    if command[0] in ("XRANGE", "XREVRANGE"):
-        assert [fields for _, fields in got] == [fields for _, fields in expected]
-    else:
-        assert got == expected and type(got) is type(expected)
 
 
 def test_a_threads_own_connection_reconnects_after_redis_drops_it(redis_client, redis_url) -> None:
