@@ -35,6 +35,7 @@ from engine.errors import AdmissionRefused, GitHubError, QueueFull, TaskyardErro
 from engine.event_context import base_context, fetch_lazy, lazy_wanted
 from engine.events import Event
 from engine.github_api import GitHubClient
+from engine.lazy_json import resolved
 from engine.models import SubmitRequest
 from engine.rules import EventView, Rule, RuleBook
 from engine.store import Op, Runner
@@ -101,7 +102,7 @@ class EventJobs:
                 self._hand_off_all()
 
     def _process(self, event_id: str, attempt: int) -> Retry | None:
-        event = self.runner.run(events.get(event_id, detail=False))
+        event = self.runner.run(events.get(event_id, detail=False, lazy_payload=True))
         if event is None:
             logger.warning("event to process is gone", extra={"event": event_id})
             return None
@@ -277,7 +278,10 @@ class EventJobs:
             self.runner.run(events.record_match(event_id=event.id, rule=rule.id, entry=entry, now_ms=now_ms()))
 
     def _template_context(self, event: Event, view: EventView, rules: list[Rule]) -> dict[str, Any]:
-        context = base_context(payload=view.payload, source=event.source, event_type=event.type,
+        reads_payload = any("payload" in template.variables for rule in rules if rule.auto
+                            for template in (rule.prompt, rule.concurrency_key) if template is not None)
+        context = base_context(payload=resolved(view.payload) if reads_payload else None,
+                               source=event.source, event_type=event.type,
                                actor=event.actor, subject=event.subject, attrs=event.attrs)
         wanted = lazy_wanted(rules)
         if wanted:

@@ -14,6 +14,7 @@ from typing import Any
 from engine import keys
 from engine.audit import AUDIT_MAX_ENTRIES
 from engine.audit import encode as encode_audit
+from engine.lazy_json import LazyJSON
 from engine.models import iso_ms
 from engine.registry import redact
 from engine.store import Op
@@ -73,7 +74,8 @@ class Event:
 
     @classmethod
     def from_hash(cls, h: dict[str, str], *, history: list[str] | None = None,
-                  write_back: dict[str, str] | None = None) -> Event:
+                  write_back: dict[str, str] | None = None, lazy_payload: bool = False) -> Event:
+        """``lazy_payload``: the payload as a :class:`~engine.lazy_json.LazyJSON`, decoded when first read."""
         payload = h.get("payload")
         return cls(
             id=h["id"], project=h.get("project", ""), source=h.get("source", ""), type=h.get("type", ""),
@@ -84,7 +86,7 @@ class Event:
             delivery_id=h.get("delivery_id") or None,
             matches=json.loads(h["matches"]) if h.get("matches") else [],
             error=h.get("error") or None,
-            payload=json.loads(payload) if payload else None,
+            payload=(LazyJSON(payload) if lazy_payload else json.loads(payload)) if payload else None,
             history=[json.loads(x) for x in history or []],
             write_back={k: json.loads(v) for k, v in (write_back or {}).items()},
             replay_of=h.get("replay_of") or None,
@@ -159,8 +161,9 @@ def record_match(*, event_id: str, rule: str, entry: dict[str, Any], now_ms: int
               args=(event_id, rule, json.dumps(entry, separators=(",", ":")), now_ms))
 
 
-def get(event_id: str, *, detail: bool = True) -> Op[Event | None]:
-    """The event with its history and write-back results (one transaction), or None."""
+def get(event_id: str, *, detail: bool = True, lazy_payload: bool = False) -> Op[Event | None]:
+    """The event with its history and write-back results (one transaction), or None. Without ``detail``, the
+    record alone; ``lazy_payload`` (without detail) leaves the payload to be decoded when first read."""
     commands: tuple[tuple, ...] = (
         ("HGETALL", keys.key("event", id=event_id)),
         ("LRANGE", keys.key("event_history", id=event_id), 0, -1),
@@ -174,7 +177,7 @@ def get(event_id: str, *, detail: bool = True) -> Op[Event | None]:
         return Event.from_hash(h, history=history, write_back=wb)
 
     if not detail:
-        return Op(lambda raw: Event.from_hash(_as_dict(raw)) if raw else None,
+        return Op(lambda raw: Event.from_hash(_as_dict(raw), lazy_payload=lazy_payload) if raw else None,
                   command=("HGETALL", keys.key("event", id=event_id)))
     return Op(parse, commands=commands)
 

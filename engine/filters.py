@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.errors import FilterInvalid
+from engine.lazy_json import resolved
 
 __all__ = ["Filter", "compile_filter", "filter_text"]
 
@@ -65,6 +66,7 @@ def _shown_value(value: Any) -> str:
 
 def _resolve(node: Any, parts: tuple[str, ...]) -> Any:
     """The value at a dotted path, or _MISSING. A list met on the way is mapped over (or indexed by a number)."""
+    node = resolved(node)  # a payload not decoded yet is decoded now
     for index, part in enumerate(parts):
         if isinstance(node, Mapping):
             node = node.get(part, _MISSING)

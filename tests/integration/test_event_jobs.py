@@ -127,6 +127,22 @@ def test_lazy_diff_is_fetched_only_when_a_template_uses_it(runner: SyncRunner, g
     assert len(github.requests) == before
 
 
+def test_payload_paths_in_filters_and_templates_see_the_payload_the_engine_reads_lazily(
+        runner: SyncRunner, github: StubGitHub) -> None:
+    # Given rules that read the raw payload (the engine decodes it only for such rules)
+    jobs, settings = make_jobs(runner, github, {"workers": [{**REVIEWER, "events": [
+        {"source": "github", "on": "pull_request.opened", "filter": {"pull_request.draft": False},
+         "prompt": "{{ payload.repository.full_name }} by {{ payload.sender.login }}"},
+        {"source": "github", "on": "pull_request.opened", "filter": {"pull_request.draft": True}, "prompt": "x"}]}]})
+    # When a pull request arrives
+    event_id = deliver(runner, settings, "pull_request.opened")
+    jobs.process(event_id)
+    # Then the payload filter chose the rule and the template read the payload
+    (task,), _ = runner.run(tasks.list_page(project="default", state=None, worker=None, below_seq=None, limit=5))
+    assert task.prompt == "Codertocat/Hello-World by Codertocat"
+    assert [m["rule"] for m in event_of(runner, event_id).matches] == ["reviewer.events[0]"]
+
+
 def test_a_new_push_cancels_the_review_of_the_stale_commit(runner: SyncRunner, github: StubGitHub) -> None:
     rule = {"source": "github", "on": ["pull_request.opened", "pull_request.synchronize"], "prompt": "{{.head_sha}}",
             "concurrency_key": "{{.repo}}#{{.number}}", "on_conflict": "cancel_running"}

@@ -7,6 +7,7 @@ import pytest
 
 from engine.errors import FilterInvalid
 from engine.filters import compile_filter, filter_text
+from engine.lazy_json import LazyJSON
 from tests.fixture_paths import GITHUB_WEBHOOKS
 
 FIXTURES = GITHUB_WEBHOOKS
@@ -189,3 +190,15 @@ def test_the_fast_path_agrees_with_the_explaining_one(spec: dict) -> None:
         payload = json.loads(path.read_text())
         attrs = extract_attributes(path.name.split(".")[0], payload)
         assert flt.passes(attrs, payload) == (flt.check(attrs, payload) is None), (spec, path.name)
+
+
+def test_a_payload_left_undecoded_is_decoded_only_when_a_dotted_path_needs_it() -> None:
+    raw = (FIXTURES / "pull_request.opened.json").read_text() if (FIXTURES / "pull_request.opened.json").is_file() \
+        else json.dumps({"pull_request": {"draft": False}})
+    by_attr = LazyJSON(raw)
+    assert compile_filter({"base_branch": "main"}).passes(ATTRS, by_attr)
+    assert not by_attr.decoded  # an attribute decided it
+    by_path = LazyJSON(raw)
+    assert compile_filter({"pull_request.draft": False}).passes({}, by_path)
+    assert compile_filter({"pull_request.draft": True}).check({}, by_path) is not None
+    assert by_path.decoded and by_path.value == json.loads(raw)
