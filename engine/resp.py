@@ -40,7 +40,6 @@ WATCHDOG_INTERVAL_S = 0.5  # seconds between checks for a reply that is overdue
 READ_CHUNK_BYTES = 65536  # bytes asked of the socket per read
 _TLS = (SSLConnection, redis.connection.SSLConnection)
 _UNIX = (UnixDomainSocketConnection, redis.connection.UnixDomainSocketConnection)
-CRLF = b"\r\n"
 
 
 class PackError(TypeError):
@@ -88,6 +87,25 @@ def _other(arg: Any) -> bytes:
 
 def _reply_error(message: str) -> ResponseError:
     return NoScriptError(message) if message.startswith("NOSCRIPT") else ResponseError(message)
+
+
+def _next_reply(reader: hiredis.Reader) -> Any:
+    """The next whole reply buffered in ``reader`` (an error reply as a ``ResponseError`` value), or False when
+    more bytes are needed. A stream hiredis cannot read raises ``ConnectionError``."""
+    try:
+        reply = reader.gets()
+    except UnicodeDecodeError:  # the reply was read whole; only its text is bad
+        return ResponseError("reply is not valid UTF-8")
+    except hiredis.ProtocolError as exc:
+        raise ConnectionError(f"unreadable reply from Redis: {exc}") from exc
+    return _reply_error(str(reply)) if isinstance(reply, hiredis.ReplyError) else reply
+
+
+def _check_handshake(answers: list[Any]) -> None:
+    """A refused handshake (bad password, no such database) as an error naming Redis's code, not its text."""
+    for answer in answers:
+        if isinstance(answer, ResponseError):
+            raise ResponseError(f"Redis refused the connection: {str(answer).split(' ', 1)[0]}")
 
 
 @dataclass(frozen=True)
@@ -152,11 +170,9 @@ class _Protocol(asyncio.Protocol):
         waiting = self.waiting
         while True:
             try:
-                reply = self.reader.gets()
-            except UnicodeDecodeError:  # the reply was read whole; only its text is bad
-                reply = hiredis.ReplyError("reply is not valid UTF-8")
-            except hiredis.ProtocolError as exc:
-                self.abort(ConnectionError(f"unreadable reply from Redis: {exc}"))
+                reply = _next_reply(self.reader)
+            except ConnectionError as exc:
+                self.abort(exc)
                 return
             if reply is False:
                 return
@@ -165,7 +181,7 @@ class _Protocol(asyncio.Protocol):
                 return
             future, _ = waiting.popleft()
             if not future.done():
-                future.set_result(_reply_error(str(reply)) if isinstance(reply, hiredis.ReplyError) else reply)
+                future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(ConnectionError(f"Redis connection lost: {exc}" if exc else "Redis closed the connection"))
@@ -237,10 +253,11 @@ class RespPipe:
                 except BaseException:
                     protocol.abort(ConnectionError("Redis handshake did not finish"))
                     raise
-                for answer in answers:
-                    if isinstance(answer, ResponseError):
-                        protocol.abort(ConnectionError("Redis refused the connection handshake"))
-                        raise ResponseError(f"Redis refused the connection: {str(answer).split(' ', 1)[0]}")
+                try:
+                    _check_handshake(answers)
+                except ResponseError:
+                    protocol.abort(ConnectionError("Redis refused the connection handshake"))
+                    raise
             self._protocol = protocol
             self._arm_watchdog()
             return protocol
@@ -319,14 +336,10 @@ class RespSocket:
         handshake = ep.handshake()
         if handshake:
             try:
-                answers = self._roundtrip(b"".join(handshake), len(handshake))
-            except OSError:
+                _check_handshake(self._roundtrip(b"".join(handshake), len(handshake)))
+            except (OSError, ResponseError):
                 self.close()
                 raise
-            for answer in answers:
-                if isinstance(answer, ResponseError):
-                    self.close()
-                    raise ResponseError(f"Redis refused the connection: {str(answer).split(' ', 1)[0]}")
 
     def _roundtrip(self, data: bytes, count: int) -> list[Any]:
         sock = self._sock
@@ -335,19 +348,14 @@ class RespSocket:
         replies: list[Any] = []
         reader = self._reader
         while len(replies) < count:
-            try:
-                reply = reader.gets()
-            except UnicodeDecodeError:  # the reply was read whole; only its text is bad
-                reply = hiredis.ReplyError("reply is not valid UTF-8")
-            except hiredis.ProtocolError as exc:
-                raise ConnectionError(f"unreadable reply from Redis: {exc}") from exc
+            reply = _next_reply(reader)
             if reply is False:
                 chunk = sock.recv(READ_CHUNK_BYTES)
                 if not chunk:
                     raise ConnectionError("Redis closed the connection")
                 reader.feed(chunk)
                 continue
-            replies.append(_reply_error(str(reply)) if isinstance(reply, hiredis.ReplyError) else reply)
+            replies.append(reply)
         return replies
 
     def close(self) -> None:

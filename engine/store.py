@@ -133,8 +133,7 @@ class SyncRunner:
     def _run_own(self, op: Op[Any]) -> Any:
         assert self._conn is not None
         try:
-            packed = (pack_command(("EVALSHA", self._scripts[op.script].sha, 0, *op.args)) if op.script is not None
-                      else pack_command(op.command or ()))
+            packed = _packed(op, self._scripts)
         except NotUTF8:
             raise ValidationFailed("text is not valid UTF-8") from None
         try:
@@ -242,8 +241,7 @@ class AsyncRunner:
         for op, future in batch:
             if self._pipe is not None:
                 try:
-                    packed.append(pack_command(("EVALSHA", self._scripts[op.script].sha, 0, *op.args))
-                                  if op.script is not None else pack_command(op.command or ()))
+                    packed.append(_packed(op, self._scripts))
                 except PackError as exc:
                     _settle(future, error=_unencodable() if isinstance(exc, NotUTF8) else exc)
                     continue
@@ -305,6 +303,14 @@ class AsyncRunner:
         """Close the runner's own connection (the redis-py client is its owner's to close)."""
         if self._pipe is not None:
             self._pipe.close()
+
+
+def _packed(op: Op[Any], scripts: dict[str, Any]) -> bytes:
+    """The op as one RESP command for a runner's own connection: EVALSHA of its script, or its command."""
+    if op.script is not None:
+        return pack_command(("EVALSHA", scripts[op.script].sha, 0, *op.args))
+    assert op.command is not None
+    return pack_command(op.command)
 
 
 def _shaped(client: Any, command: str, reply: Any) -> Any:
