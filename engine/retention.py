@@ -88,13 +88,14 @@ class Swept:
 
 @dataclass
 class SweepReport:
-    """What one sweep did: records deleted per kind (usage: stream entries), artifact files removed, and
-    whether it finished (every batch came back short) or ran out of its time budget."""
+    """What one sweep did: records deleted per kind (usage: stream entries), artifact files removed, whether it
+    finished (every batch came back short) or ran out of its time budget, its script calls and its seconds."""
 
     deleted: dict[str, int] = field(default_factory=lambda: {"tasks": 0, "events": 0, "traces": 0, "usage": 0})
     files: int = 0
     finished: bool = True
     calls: int = 0
+    seconds: float = 0.0
 
     @property
     def total(self) -> int:
@@ -154,7 +155,8 @@ class RetentionSweep:
         report = SweepReport()
         if not self.enabled:
             return report
-        deadline = time.monotonic() + self.budget_s
+        started = time.monotonic()
+        deadline = started + self.budget_s
         now = self.clock()
         registered: list[str] = self.runner.run(projects())
         names = sorted({*registered, *self.known_projects})
@@ -186,9 +188,11 @@ class RetentionSweep:
             report.finished = self._trim_usage(names, now - self.policy.usage_ms + 1, deadline, report) \
                 and report.finished
         report.files = self._remove_files(files)
+        report.seconds = round(time.monotonic() - started, 3)
         if report.total or files:
             logger.info("retention sweep", extra={**{f"deleted_{k}": v for k, v in report.deleted.items()},
-                                                  "files": report.files, "finished": report.finished})
+                                                  "files": report.files, "finished": report.finished,
+                                                  "calls": report.calls, "seconds": report.seconds})
         return report
 
     def _trim_usage(self, names: list[str], cutoff: int, deadline: float, report: SweepReport) -> bool:

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,19 @@ def count_task_records(client: redis.Redis) -> int:
     return sum(1 for _ in client.scan_iter(match="ty:task:*", count=5000, _type="hash"))
 
 
+SWEEP_LINE = re.compile(r"retention sweep (.*)$")
+
+
+def sweep_summary(serve_log: Path) -> dict[str, object]:
+    """What the serve process's retention sweeps logged: how many ran, how many ran out of their time budget,
+    the tasks they deleted and the longest one."""
+    runs = [dict(field.split("=", 1) for field in match.group(1).split() if "=" in field)
+            for line in serve_log.read_text(errors="replace").splitlines() if (match := SWEEP_LINE.search(line))]
+    return {"runs": len(runs), "unfinished": sum(1 for r in runs if r.get("finished") == "False"),
+            "deleted_tasks": sum(int(r.get("deleted_tasks", 0)) for r in runs),
+            "max_seconds": max((float(r.get("seconds", 0)) for r in runs), default=0.0)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=1800.0, help="seconds of load")
@@ -188,6 +202,7 @@ def main() -> int:
             sampler.join()
             sampler.sample()
             task_records = count_task_records(client)
+            sweeps = sweep_summary(procs[0].log)
         finally:
             stop_all(procs)
             redis_proc.terminate()
@@ -232,7 +247,7 @@ def main() -> int:
         "retention_s": args.retention, "worker_processes": args.workers,
         "accepted": expected, "tasks_created": created, "tasks_completed": completed,
         "tasks_failed": int(metrics.get("tasks_failed", 0)), "events_received": int(metrics.get("events_received", 0)),
-        "task_records_at_end": task_records, "task_record_bound": record_bound,
+        "task_records_at_end": task_records, "task_record_bound": record_bound, "retention_sweeps": sweeps,
         "redis_keys_at_end": samples[-1]["redis_keys"],
         "load_average_1min": {"mean": round(sum(float(s["load1"]) for s in samples) / len(samples), 2),  # type: ignore[arg-type]
                               "max": max(float(s["load1"]) for s in samples)},  # type: ignore[arg-type]
