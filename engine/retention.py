@@ -9,7 +9,7 @@ One sweep (:meth:`RetentionSweep.sweep`, run every minute by one ``serve`` engin
   expired record with everything that belongs to it in the same atomic step, and answers how many it deleted and
   whether it stopped at the batch limit. A walk whose batch came back full is called again from where it
   stopped, round-robin with the others, until every batch comes back short or the sweep's time budget is spent
-  (the next sweep goes on);
+  (the engine sweeps again after a short pause while sweeps run out of budget: ``EngineQueue._retain``);
 - trims each project's usage stream to the usage period (``XTRIM MINID``: entry ids are Redis server time);
 - removes the files of the artifacts whose metadata went with their traces, best effort (a failure is logged;
   the file is then an orphan on disk, never a reference to missing bytes).
@@ -40,7 +40,7 @@ __all__ = ["FINAL_STATES", "SWEEP_BATCH", "SWEEP_BUDGET_S", "RetentionPolicy", "
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200  # records one script call examines at most: 200 expired tasks with traces hold Redis 4-8 ms
-SWEEP_BUDGET_S = 2.0  # seconds one sweep may spend; what is left waits for the next sweep
+SWEEP_BUDGET_S = 2.0  # seconds one sweep may spend; what is left goes to the next one (seconds later)
 USAGE_TRIM_CHUNK = 10_000  # usage entries one approximate XTRIM removes at most (whole stream nodes)
 
 # The walks of each kind: tasks and events walk the list index of each final state; traces walk the index of all

@@ -6,7 +6,7 @@ a final state queues ``task_finished``; a trace that ends queues ``analyze_trace
 ``scan_trace`` (a chain, every 5 s while events keep coming); an alert queues ``deliver_webhook`` per
 subscriber and a finished task of a project with task alert subscriptions ``task_event``. Beside the consumers
 run two loops, each in one serve process at a time under a Redis lock: the stuck-event sweep and the retention
-sweep (:mod:`engine.retention`). A job that asks
+sweep (:mod:`engine.retention`; every minute, and every few seconds while a backlog remains). A job that asks
 to run again later (:class:`engine.event_jobs.Retry`) is re-sent with Dramatiq's delay; an unexpected error is
 retried by Dramatiq's Retries middleware.
 """
@@ -14,6 +14,7 @@ retried by Dramatiq's Retries middleware.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import dramatiq
@@ -28,7 +29,7 @@ from engine.event_jobs import EventJobs, Retry
 from engine.event_sweep import EventSweep
 from engine.fix_agent import FixAgent
 from engine.replay import Replay
-from engine.retention import SWEEP_BUDGET_S, RetentionSweep
+from engine.retention import SWEEP_BUDGET_S, RetentionSweep, SweepReport
 from engine.store import Op
 from engine.webhook_delivery import WebhookDelivery
 from workers.liveness import Loop
@@ -47,6 +48,7 @@ MAINTENANCE_CHANCE = 10_000  # per million broker calls: requeue the jobs of a d
 SWEEP_EVERY_S = 60.0  # seconds between sweeps for events whose processing job was lost
 SWEEP_JOIN_S = 2.0  # seconds to wait for the sweep thread when stopping
 RETENTION_EVERY_S = 60.0  # seconds between retention sweeps (one serve process at a time, under a Redis lock)
+RETENTION_PAUSE_S = 2.0  # seconds between sweeps while a backlog remains (a sweep that ran out of its budget)
 
 
 class EngineQueue:
@@ -80,6 +82,7 @@ class EngineQueue:
                                       worker_timeout=POLL_MS)
         self.sweeper = Loop("event-sweep", SWEEP_EVERY_S, self._sweep)
         self.retention = retention
+        self.retention_pause_s = RETENTION_PAUSE_S
         self.retainer = (Loop("retention", RETENTION_EVERY_S, self._retain)
                          if retention is not None and retention.enabled else None)
 
@@ -127,13 +130,30 @@ class EngineQueue:
             logger.warning("event was not processed: queued again", extra={"event": event_id})
             self.actors["process_event"].send(event_id)
 
-    def _retain(self) -> None:
-        """Delete expired tasks, events, traces and usage records (one serve process at a time)."""
+    def _retain(self) -> list[SweepReport]:
+        """Delete expired tasks, events, traces and usage records (one serve process at a time), and answer the
+        sweeps it ran. A sweep that ran out of its time budget with work left is followed by another after
+        ``retention_pause_s`` (not a whole minute later: a steady load that expires more per minute than one sweep
+        deletes would otherwise grow a backlog without bound), for as long as sweeps keep deleting and the loop is
+        not stopped. The lock is renewed before each further sweep; each deletion is atomic, so a sweep that
+        overlaps another process's (after a renewal came too late) deletes nothing twice."""
         lock = keys.key("lock", name="retention")
+        lock_ms = int(RETENTION_EVERY_S * 1000)
         if self.retention is None or not self.jobs.runner.run(
-                Op(bool, command=("SET", lock, "1", "NX", "PX", int(RETENTION_EVERY_S * 1000)))):
-            return
-        self.retention.sweep()
+                Op(bool, command=("SET", lock, "1", "NX", "PX", lock_ms))):
+            return []
+        reports = [self.retention.sweep()]
+        stopped = self.retainer.stopped if self.retainer is not None else threading.Event()
+        while not reports[-1].finished and reports[-1].total > 0:
+            if stopped.wait(self.retention_pause_s):
+                break
+            self.jobs.runner.run(Op(bool, command=("SET", lock, "1", "PX", lock_ms)))
+            reports.append(self.retention.sweep())
+        if len(reports) > 1:
+            logger.info("retention caught up" if reports[-1].finished else "retention backlog left for later",
+                        extra={"sweeps": len(reports), "deleted": sum(r.total for r in reports),
+                               "finished": reports[-1].finished})
+        return reports
 
     def stop(self, timeout_ms: int = 10_000) -> None:
         self.sweeper.stop()

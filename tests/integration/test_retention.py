@@ -30,6 +30,7 @@ from engine.store import SyncRunner
 from engine.submit import parse_submit
 from engine.trace_events import prepare_batch
 from tests.integration.conftest import app_client, define
+from workers.engine_queue import EngineQueue
 
 DAY_MS = 86_400_000
 WEEK = RetentionPolicy(tasks_ms=7 * DAY_MS, events_ms=7 * DAY_MS, traces_ms=7 * DAY_MS, usage_ms=30 * DAY_MS)
@@ -417,24 +418,58 @@ def test_the_listings_no_longer_show_deleted_records_and_their_cursors_still_wor
         assert app.get(f"/api/traces/{trace_id}").status_code == 404
 
 
-def test_the_engine_sweeps_with_the_configured_periods_one_process_at_a_time(
-        world: World, redis_client: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+@pytest.fixture()
+def engine(redis_url: str, tmp_path: Path) -> Iterator[EngineQueue]:
+    """The engine queue serve builds, with tasks kept for a day; its consumers are not started."""
     from api.engine_process import build_rules, engine_queue
 
     settings = Settings.model_validate({"data_dir": str(tmp_path), "retention": {"tasks": "1d"}})
     queue = engine_queue(settings, build_rules(settings, "taskyard.yaml")[0], redis_url)
     try:
-        assert queue.retainer is not None
-        first = world.task("completed", at=days(-2))
-        jobs_consumed(redis_client)
-        queue._retain()  # the loop's step: takes the lock, sweeps
-        assert not redis_client.exists(keys.key("task", id=first))
-        second = world.task("completed", at=days(-2))
-        queue._retain()  # another process's step within the minute: the lock is taken, it does nothing
-        assert redis_client.exists(keys.key("task", id=second))
-        redis_client.delete(keys.key("lock", name="retention"))  # the minute is over
-        queue._retain()
-        assert not redis_client.exists(keys.key("task", id=second))
+        yield queue
     finally:
         queue.broker.close()
         queue.jobs.runner.close()  # type: ignore[attr-defined]
+
+
+def test_the_engine_sweeps_with_the_configured_periods_one_process_at_a_time(
+        world: World, redis_client: redis.Redis, engine: EngineQueue) -> None:
+    assert engine.retainer is not None
+    first = world.task("completed", at=days(-2))
+    jobs_consumed(redis_client)
+    engine._retain()  # the loop's step: takes the lock, sweeps
+    assert not redis_client.exists(keys.key("task", id=first))
+    second = world.task("completed", at=days(-2))
+    engine._retain()  # another process's step within the minute: the lock is taken, it does nothing
+    assert redis_client.exists(keys.key("task", id=second))
+    redis_client.delete(keys.key("lock", name="retention"))  # the minute is over
+    engine._retain()
+    assert not redis_client.exists(keys.key("task", id=second))
+
+
+def test_a_backlog_bigger_than_one_sweep_is_cleared_by_further_sweeps_seconds_apart_not_a_minute(
+        world: World, redis_client: redis.Redis, engine: EngineQueue) -> None:
+    assert engine.retention is not None
+    # One record per script call and 10 ms a sweep: 400 expired tasks take several sweeps.
+    engine.retention.batch, engine.retention.budget_s = 1, 0.01
+    engine.retention_pause_s = 0.05
+    made = [world.task("completed", at=days(-2), traced=False) for _ in range(400)]
+    jobs_consumed(redis_client)
+    reports = engine._retain()
+    assert len(reports) > 1 and not reports[0].finished and reports[-1].finished
+    assert sum(r.deleted["tasks"] for r in reports) == len(made)
+    assert not any(redis_client.exists(keys.key("task", id=t)) for t in made)
+    assert redis_client.pttl(keys.key("lock", name="retention")) > 0  # still held: no other process sweeps
+
+    # Stopping the loop ends the catch-up at once, with the rest left for the next sweep.
+    engine.retention_pause_s = 60.0
+    rest = [world.task("completed", at=days(-2), traced=False) for _ in range(400)]
+    redis_client.delete(keys.key("lock", name="retention"))
+    assert engine.retainer is not None
+    result: list[list[Any]] = []
+    catching_up = threading.Thread(target=lambda: result.append(engine._retain()))
+    catching_up.start()
+    engine.retainer.stop()
+    catching_up.join(timeout=5)
+    assert not catching_up.is_alive() and len(result[0]) == 1 and not result[0][0].finished
+    assert 0 < sum(not redis_client.exists(keys.key("task", id=t)) for t in rest) < len(rest)
