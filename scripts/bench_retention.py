@@ -29,6 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +254,21 @@ def _evalsha(client: redis.Redis) -> tuple[int, int]:
     return int(stats["calls"]), int(stats["usec"])
 
 
+@contextmanager
+def serving(tmp: Path, *, redis_url: str, log_level: str, retention: str) -> Iterator[str]:
+    """``taskyard serve --no-workers`` on ``redis_url`` with ``retention``, its log in ``tmp/serve.log``;
+    yields its base URL once /health answers."""
+    config = tmp / "serve.yaml"
+    config.write_text(f"redis_url: {redis_url}\nlog_level: {log_level}\ndata_dir: {tmp / 'data'}\n"
+                      f"retention: {retention}\n")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with process([PY, "-m", "api.cli", "serve", "--no-workers", "--config", str(config), "--port", str(port)],
+                 log=tmp / "serve.log"):
+        wait_http(f"{base}/health")
+        yield base
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/2")
@@ -273,14 +290,8 @@ def main() -> int:
              "events": "/events?limit=50", "sessions": "/api/sessions?limit=50"}
     with tempfile.TemporaryDirectory(prefix="taskyard-bench-retention-") as tmp_name:
         tmp = Path(tmp_name)
-        config = tmp / "bench.yaml"
-        config.write_text(f"redis_url: {args.redis_url}\nlog_level: warning\ndata_dir: {tmp / 'data'}\n"
-                          "retention: {tasks: 0, events: 0, traces: 0, usage: 0}\n")
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        with process([PY, "-m", "api.cli", "serve", "--no-workers", "--config", str(config), "--port", str(port)],
-                     log=tmp / "serve.log"):
-            wait_http(f"{base}/health")
+        with serving(tmp, redis_url=args.redis_url, log_level="warning",
+                     retention="{tasks: 0, events: 0, traces: 0, usage: 0}") as base:
             with httpx.Client(base_url=base, timeout=30) as http:
                 report["list"] = {name: timed(http, path, args.requests) for name, path in paths.items()}
             report["sweep"] = sweep(client, base, args.expired, args.batch)
