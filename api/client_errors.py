@@ -77,7 +77,8 @@ class WaitTimeout(ClientError, TimeoutError):
 
 def _message(response: httpx.Response, body: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"]
+        detail = body.get("detail")
+        return body["error"] + (f": {detail}" if isinstance(detail, str) and detail else "")
     text = " ".join(response.text.split())[:200]
     return f"HTTP {response.status_code}" + (f": {text}" if text else "")
 

@@ -65,6 +65,8 @@ def _taskyard(request: Request, exc: TaskyardError) -> Response:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, ValidationFailed) and exc.detail:
+        extra["detail"] = exc.detail
     if isinstance(exc, StoreUnavailable):
         logger.warning("store unavailable", extra={"path": request.url.path})
         return Response({"error": "store unavailable"}, status_code=503, headers={"Retry-After": "1"})
@@ -76,7 +78,8 @@ def _taskyard(request: Request, exc: TaskyardError) -> Response:
 async def send_error(send: Any, exc: TaskyardError, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """The same error answer from an ASGI middleware in front of the app (no Litestar request there yet)."""
     status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
-    body = json.dumps({"error": exc.message}).encode()
+    detail = {"detail": exc.detail} if isinstance(exc, ValidationFailed) and exc.detail else {}
+    body = json.dumps({"error": exc.message, **detail}).encode()
     extra = [(b"retry-after", str(exc.retry_after).encode())] if isinstance(exc, RateLimited) else []
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra, *headers]})

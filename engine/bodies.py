@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Set
 from typing import Any
 
-from engine.errors import ValidationFailed
+from engine.errors import InvalidBody, ValidationFailed
 
 __all__ = ["object_body"]
 
@@ -17,5 +17,5 @@ def object_body(body: Any, allowed: Set[str]) -> dict[str, Any]:
         raise ValidationFailed("invalid request body")
     unknown = body.keys() - allowed
     if unknown:
-        raise ValidationFailed(f"invalid request body: unknown field {sorted(unknown)[0]!r}")
+        raise InvalidBody(f"unknown field {sorted(unknown)[0]!r}")
     return body

@@ -9,6 +9,7 @@ status and mecha's message in one place (``api/errors.py``); nothing else builds
     ├── ConfigError                 the configuration is invalid (lists every issue with file and key)
     ├── StoreUnavailable            Redis cannot be reached or answered with an error
     ├── ValidationFailed            a request is malformed (message is mecha's, e.g. "prompt is required")
+    │   ├── InvalidBody             "invalid request body", the reason in ``detail``
     │   ├── WebhookInvalid          a webhook delivery failed its signature or shape check ("webhook validation failed")
     │   ├── Unprocessable           a well-formed request asking for something impossible (422)
     │   ├── PayloadTooLarge         a body over its limit (413)
@@ -55,6 +56,7 @@ __all__ = [
     "GitError",
     "GitHubError",
     "IncidentNotFound",
+    "InvalidBody",
     "InvalidSignature",
     "NoOnlineWorkers",
     "NotFound",
@@ -120,9 +122,24 @@ class StoreUnavailable(TaskyardError):
 
 
 class ValidationFailed(TaskyardError):
-    """The request is malformed; the message says which rule it broke."""
+    """The request is malformed; the message says which rule it broke (mecha's words, kept verbatim so a client
+    may compare them), and ``detail``, when set, says exactly what was wrong (answered as ``"detail"``)."""
 
     message = "invalid request body"
+
+    def __init__(self, message: str | None = None, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+        if detail:
+            self.args = (f"{self.message}: {detail}",)  # str(exc), for logs and records: the whole reason
+
+
+class InvalidBody(ValidationFailed):
+    """A body that is not what the route takes: always mecha's exact ``invalid request body``, with the field and
+    the reason in ``detail`` (``unknown field 'x'``, ``timeout must be seconds or a duration like 30s``)."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail=detail)
 
 
 class WebhookInvalid(ValidationFailed):

@@ -16,7 +16,15 @@ from typing import Any
 from config.settings import SourceSpec
 from engine import audit, events, keys
 from engine.clock import now_ms
-from engine.errors import Conflict, EventNotFound, TemplateFailed, UnknownSource, ValidationFailed, WebhookInvalid
+from engine.errors import (
+    Conflict,
+    EventNotFound,
+    InvalidBody,
+    TemplateFailed,
+    UnknownSource,
+    ValidationFailed,
+    WebhookInvalid,
+)
 from engine.event_context import LAZY_ATTRIBUTES, base_context
 from engine.events import EVENT_STATES, Event
 from engine.ids import is_id, new_id
@@ -135,30 +143,30 @@ class EventService:
         """Dry run: which rules match a delivery and why the others do not, with the rendered prompts. No
         signature check (the caller holds an API key), nothing stored, nothing dispatched."""
         if not isinstance(body, dict) or not isinstance(body.get("source"), str):
-            raise ValidationFailed("invalid request body: source is required")
+            raise InvalidBody("source is required")
         unknown = set(body) - {"source", "type", "headers", "payload"}
         if unknown:
-            raise ValidationFailed(f"invalid request body: unknown field {sorted(unknown)[0]!r}")
+            raise InvalidBody(f"unknown field {sorted(unknown)[0]!r}")
         name = body["source"]
         spec = self.source(name).model_copy(update={"secret": None})
         headers = body.get("headers") or {}
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            raise ValidationFailed("invalid request body: headers must map names to strings")
+            raise InvalidBody("headers must map names to strings")
         headers = {str(k).lower(): v for k, v in headers.items()}
         kind = body.get("type")
         if kind is not None and not isinstance(kind, str):
-            raise ValidationFailed("invalid request body: type must be a string")
+            raise InvalidBody("type must be a string")
         if kind and spec.kind == "github":
             headers.setdefault("x-github-event", kind.split(".")[0])
         elif kind and spec.event_header:
             headers.setdefault(spec.event_header.lower(), kind)
         if "payload" not in body:
-            raise ValidationFailed("invalid request body: payload is required")
+            raise InvalidBody("payload is required")
         try:
             inbound: InboundEvent = parse_delivery(name, spec, headers,
                                                    json.dumps(body["payload"]).encode("utf-8"))
         except WebhookInvalid as exc:  # the caller is authenticated: tell them what is wrong with the delivery
-            raise ValidationFailed(f"invalid request body: {exc.reason}") from None
+            raise InvalidBody(f"{exc.reason}") from None
         event_type = kind or inbound.type
         view = EventView(source=name, type=event_type, attrs=inbound.attrs, payload=inbound.payload)
         context = base_context(payload=inbound.payload, source=name, event_type=event_type, actor=inbound.actor,

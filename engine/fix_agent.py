@@ -185,7 +185,7 @@ class FixAgent:
             self._finish(run, plan=playbook, fallback=f"no fix-agent worker took the task: {exc.message}")
             return None
         except TaskyardError as exc:
-            self._finish(run, plan=playbook, fallback=f"could not submit the fix-agent task: {exc.message}")
+            self._finish(run, plan=playbook, fallback=f"could not submit the fix-agent task: {exc}")
             return None
         task_id = result.task_id if result.status == "dup" and result.task_id else fix_task_id(run.id)
         if result.status == "dup" and self._field(task_id, "fix_run") != run.id:  # the key is the run's alone

@@ -71,9 +71,9 @@ class IncidentService:
         try:
             fields = object_body(body, _PATCH_FIELDS)
         except ValidationFailed as exc:
-            raise Unprocessable(exc.message) from None
+            raise Unprocessable(exc.message, detail=exc.detail) from None
         if not fields:
-            raise Unprocessable("invalid request body: status or owner is required")
+            raise Unprocessable("invalid request body", detail="status or owner is required")
         status = fields.get("status")
         if "status" in fields and status not in INCIDENT_STATUSES:
             raise Unprocessable(f"invalid status: must be one of {', '.join(INCIDENT_STATUSES)}")

@@ -17,7 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 from engine.bodies import object_body
-from engine.errors import NotFound, TraceNotFound, ValidationFailed
+from engine.errors import InvalidBody, NotFound, TraceNotFound, ValidationFailed
 from engine.trace_events import END_STATUSES
 from engine.trace_service import AGENT_RE, TRACE_ID_RE, TraceService
 
@@ -83,7 +83,7 @@ class MesediAdapter:
         except TraceNotFound:
             raise ExecutionNotFound() from None
         if result.rejected:
-            raise ValidationFailed(f"invalid request body: {result.rejected[0].reason}")
+            raise InvalidBody(f"{result.rejected[0].reason}")
         trace = (await self.traces.get(project, execution_id)).to_public()
         return {"execution_id": execution_id, "status": trace["status"], "duration_ms": trace["duration_ms"],
                 "total_tokens_in": trace["tokens_in"], "total_tokens_out": trace["tokens_out"],
@@ -91,7 +91,7 @@ class MesediAdapter:
 
     async def events(self, project: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, list):
-            raise ValidationFailed("invalid request body: a JSON array of events")
+            raise InvalidBody("a JSON array of events")
         limit = self.traces.settings.max_batch
         if len(body) > limit:
             raise ValidationFailed(f"too many events: at most {limit} per batch")

@@ -68,12 +68,23 @@ class WorkerStatus:
         slots = sum(p.concurrency for p in self.processes)
         return "busy" if slots and self.running >= slots else "online"
 
+    def health(self, now_ms: int) -> str:
+        """By heartbeat age, but never better than the state says: a worker with no live process is ``down``
+        (``unknown`` if it never sent a heartbeat) and one whose process reports an error at best ``degraded``,
+        so ``offline`` never sits next to ``healthy``."""
+        by_age = health_of(self.last_heartbeat_ms, now_ms)
+        if not self.processes:
+            return "unknown" if by_age == "unknown" else "down"
+        if any(p.error for p in self.processes) and by_age == "healthy":
+            return "degraded"
+        return by_age
+
     def to_public(self, *, default_bound: int, now_ms: int) -> dict[str, Any]:
         return {
             "name": self.spec.name,
             "kind": self.spec.kind,
             "state": self.state(),
-            "health": health_of(self.last_heartbeat_ms, now_ms),
+            "health": self.health(now_ms),
             "queue_depth": self.depth,
             "max_queue_depth": self.spec.max_queue_depth or default_bound,
             "concurrency": self.spec.concurrency,

@@ -146,7 +146,7 @@ class Replay:
                     changed = True
                     continue
                 except TaskyardError as exc:  # the worker is gone
-                    judged["error"] = f"could not run the case on worker {case['worker']}: {exc.message}"
+                    judged["error"] = f"could not run the case on worker {case['worker']}: {exc}"
                     changed = True
                     continue
                 if result.status in ("ok", "dup"):

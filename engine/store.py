@@ -23,7 +23,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from engine.errors import StoreUnavailable, ValidationFailed
+from engine.errors import InvalidBody, StoreUnavailable, ValidationFailed
 from engine.keys import lua_preamble
 from engine.resp import Endpoint, NotUTF8, PackError, RespPipe, RespSocket, pack_command
 
@@ -326,7 +326,7 @@ def _shaped(client: Any, command: str, reply: Any) -> Any:
 
 
 def _unencodable() -> ValidationFailed:
-    return ValidationFailed("invalid request body: text is not valid UTF-8")
+    return InvalidBody("text is not valid UTF-8")
 
 
 def _encodable(op: Op[Any]) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 from config import defaults
 from config.settings import WORKER_NAME_RE, parse_duration
 from engine.bodies import object_body
-from engine.errors import ValidationFailed
+from engine.errors import InvalidBody, ValidationFailed, WorkerNotFound
 from engine.models import SubmitRequest
 
 __all__ = ["parse_submit"]
@@ -30,7 +30,7 @@ def _opt_str(body: dict[str, Any], name: str) -> str | None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValidationFailed(f"invalid request body: {name} is not valid UTF-8") from None
+        raise InvalidBody(f"{name} is not valid UTF-8") from None
     return value or None
 
 
@@ -52,9 +52,9 @@ def parse_submit(body: Any) -> SubmitRequest:
         try:
             timeout = parse_duration(timeout)
         except ValueError:
-            raise ValidationFailed("invalid request body: timeout must be seconds or a duration like 30s") from None
+            raise InvalidBody("timeout must be seconds or a duration like 30s") from None
         if not MIN_TIMEOUT_S <= timeout <= MAX_TIMEOUT_S:
-            raise ValidationFailed("invalid request body: timeout must be between 1ms and 7 days")
+            raise InvalidBody("timeout must be between 1ms and 7 days")
     retries = body.get("max_retries")
     if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)):
         raise ValidationFailed("invalid request body")
@@ -63,19 +63,19 @@ def parse_submit(body: Any) -> SubmitRequest:
     try:
         size = len(prompt.encode("utf-8"))
     except UnicodeEncodeError:
-        raise ValidationFailed("invalid request body: prompt is not valid UTF-8") from None
+        raise InvalidBody("prompt is not valid UTF-8") from None
     if size > defaults.MAX_PROMPT_BYTES:
-        raise ValidationFailed(f"invalid request body: prompt is over {defaults.MAX_PROMPT_BYTES} bytes")
+        raise InvalidBody(f"prompt is over {defaults.MAX_PROMPT_BYTES} bytes")
     if retries is not None and not 1 <= retries <= 10:
         raise ValidationFailed("max_retries must be between 1 and 10")
     if worker is not None and not WORKER_NAME_RE.fullmatch(worker):
-        raise ValidationFailed("invalid request body: worker is not a valid worker name")
+        raise WorkerNotFound()  # no worker can have that name: it names none (mecha's 404, not a 400)
     if worker and pool:
-        raise ValidationFailed("invalid request body: give worker or pool, not both")
+        raise InvalidBody("give worker or pool, not both")
     if key is not None and key.startswith(RESERVED_KEY_PREFIXES):
-        raise ValidationFailed("invalid request body: idempotency_key may not start with "
+        raise InvalidBody("idempotency_key may not start with "
                                + ", ".join(RESERVED_KEY_PREFIXES) + " (reserved for the engine's own tasks)")
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
-        raise ValidationFailed(f"invalid request body: idempotency_key over {MAX_IDEMPOTENCY_KEY_CHARS} characters")
+        raise InvalidBody(f"idempotency_key over {MAX_IDEMPOTENCY_KEY_CHARS} characters")
     return SubmitRequest(prompt=prompt, worker=worker, pool=pool, context=context, timeout=timeout,
                          max_retries=retries, idempotency_key=key)

@@ -19,7 +19,7 @@ from config import defaults
 from config.telemetry import AgentHealthSpec
 from engine import keys, usage
 from engine.clock import now_ms, parse_ms
-from engine.errors import ValidationFailed
+from engine.errors import InvalidBody, ValidationFailed
 from engine.models import iso_ms
 from engine.pricing import PriceBook
 from engine.registry import health_of
@@ -58,11 +58,11 @@ class TelemetryService:
         """Record a heartbeat; the answer is the agent's view (``status`` is healthy unless a later heartbeat from
         a clock that runs ahead is already stored)."""
         if not isinstance(body, dict):
-            raise ValidationFailed("invalid request body: expected a JSON object")
+            raise InvalidBody("expected a JSON object")
         try:
             agent = _name(body, "agent_id", required=True)
         except ValueError as exc:
-            raise ValidationFailed(f"invalid request body: {exc}") from None
+            raise InvalidBody(f"{exc}") from None
         now = self.clock()
         zset = keys.key("agents", project=project)
         _, stored = await self.runner.run(Op(list, commands=(
@@ -104,7 +104,7 @@ class TelemetryService:
         try:
             record = self._record(body)
         except ValueError as exc:
-            raise ValidationFailed(f"invalid request body: {exc}") from None
+            raise InvalidBody(f"{exc}") from None
         (stored,) = await self.runner.run(usage.append(project, [record], now_ms=self.clock()))
         return stored.to_public()
 
@@ -112,9 +112,9 @@ class TelemetryService:
         """``{"usages": [...]}``: stores every valid item (in one round trip) and names each rejected one."""
         items = body.get("usages") if isinstance(body, dict) else None
         if not isinstance(items, list):
-            raise ValidationFailed("invalid request body: usages must be a list")
+            raise InvalidBody("usages must be a list")
         if len(items) > self.max_batch:
-            raise ValidationFailed(f"invalid request body: at most {self.max_batch} usages per request "
+            raise InvalidBody(f"at most {self.max_batch} usages per request "
                                    f"(got {len(items)})")
         records: list[UsageRecord] = []
         rejected: list[dict[str, Any]] = []

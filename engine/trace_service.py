@@ -13,7 +13,7 @@ from config.settings import TraceSettings
 from engine import keys, traces
 from engine.bodies import object_body
 from engine.clock import now_ms
-from engine.errors import Conflict, NotFound, TraceNotFound, ValidationFailed
+from engine.errors import Conflict, InvalidBody, NotFound, TraceNotFound, ValidationFailed
 from engine.ids import new_id
 from engine.paging import page_request
 from engine.pricing import PriceBook
@@ -126,7 +126,7 @@ class TraceService:
             batch = body
         elif isinstance(body, dict) and "events" in body:
             if set(body) != {"events"} or not isinstance(body["events"], list):
-                raise ValidationFailed('invalid request body: {"events": [...]} takes nothing else')
+                raise InvalidBody('{"events": [...]} takes nothing else')
             batch = body["events"]
         elif isinstance(body, dict):
             batch = [body]

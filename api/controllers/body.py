@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request
 from litestar.di import NamedDependency
 
-from engine.errors import PayloadTooLarge, ValidationFailed
+from engine.errors import InvalidBody, PayloadTooLarge, ValidationFailed
 from engine.service import TaskService
 
 __all__ = ["Service", "decode_json", "int_param", "json_body", "parse_json", "read_limited"]
@@ -30,9 +30,9 @@ def decode_json(raw: bytes) -> Any:
         if b"\\u" in raw or b"\xed" in raw:  # only an escape or raw UTF-8 bytes can carry a lone surrogate
             json.dumps(body, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise ValidationFailed("invalid request body: text is not valid UTF-8") from None
+        raise InvalidBody("text is not valid UTF-8") from None
     except RecursionError:
-        raise ValidationFailed("invalid request body: nested too deeply") from None
+        raise InvalidBody("nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("invalid request body") from None
     return body
@@ -46,7 +46,7 @@ async def _body(request: Request) -> bytes:
     for name, value in request.scope["headers"]:
         if name == b"content-length":
             if not value.isdigit():
-                raise ValidationFailed("invalid request body: bad Content-Length")
+                raise InvalidBody("bad Content-Length")
             if int(value) > limit:
                 raise PayloadTooLarge()
             break
@@ -55,7 +55,7 @@ async def _body(request: Request) -> bytes:
     while True:
         message = await request.receive()
         if message["type"] != "http.request":  # http.disconnect: the client went away mid-body
-            raise ValidationFailed("invalid request body: the client disconnected")
+            raise InvalidBody("the client disconnected")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -70,7 +70,7 @@ def parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except RecursionError:
-        raise ValidationFailed("invalid request body: nested too deeply") from None
+        raise InvalidBody("nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("invalid request body") from None
 

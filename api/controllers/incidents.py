@@ -42,7 +42,7 @@ class IncidentController(Controller):
         try:
             body = await json_body(request)
         except ValidationFailed as exc:
-            raise Unprocessable(exc.message) from None
+            raise Unprocessable(exc.message, detail=exc.detail) from None
         principal = principal_of(request)
         actor = f"key:{principal.key_id}" if principal.key_id else "anonymous"
         updated = await incidents.update(principal.project, incident_id, body, actor=actor)

@@ -15,12 +15,12 @@ from litestar import Request
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
 from config import defaults
-from engine.errors import ArtifactTooLarge, ValidationFailed
+from engine.errors import ArtifactTooLarge, InvalidBody
 
 __all__ = ["Upload", "read_upload"]
 
-_MALFORMED = "invalid request body: malformed multipart/form-data"
-_ONE_PART = "invalid request body: expected exactly one part (the file)"
+_MALFORMED = "malformed multipart/form-data"
+_ONE_PART = "expected exactly one part (the file)"
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,11 @@ async def read_upload(request: Request, *, max_bytes: int, check_type: Callable[
     try:
         parser = PushMultipartParser(options.get("boundary", ""))
     except MultipartError:
-        raise ValidationFailed("invalid request body: multipart/form-data without a valid boundary") from None
+        raise InvalidBody("multipart/form-data without a valid boundary") from None
     events = _events(request, parser, max_bytes + defaults.ARTIFACT_MULTIPART_OVERHEAD_BYTES)
     first = await anext(events, None)
     if not isinstance(first, MultipartSegment):
-        raise ValidationFailed(_ONE_PART)
+        raise InvalidBody(_ONE_PART)
     content_type = first.content_type or "text/plain"
     check_type(content_type)
     return Upload(content_type, first.filename or None, _part_body(events))
@@ -83,7 +83,7 @@ async def _events(request: Request, parser: PushMultipartParser,
                     yield event
         parser.close()
     except MultipartError:
-        raise ValidationFailed(_MALFORMED) from None
+        raise InvalidBody(_MALFORMED) from None
 
 
 async def _part_body(events: AsyncIterator[MultipartSegment | bytes | None]) -> AsyncIterator[bytes]:
@@ -95,4 +95,4 @@ async def _part_body(events: AsyncIterator[MultipartSegment | bytes | None]) -> 
             yield event
     async for event in events:
         if isinstance(event, MultipartSegment):
-            raise ValidationFailed(_ONE_PART)
+            raise InvalidBody(_ONE_PART)

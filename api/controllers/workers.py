@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from api.controllers.body import Service, json_body
 from config.settings import WorkerSpec
-from engine.errors import ValidationFailed
+from engine.errors import InvalidBody
 
 __all__ = ["WorkerController"]
 
@@ -37,7 +37,7 @@ class WorkerController(Controller):
             reason = first["msg"].removeprefix("Value error, ")
             if first["type"] == "extra_forbidden":
                 reason = "unknown field"
-            raise ValidationFailed(f"invalid request body: {where}: {reason}") from None
+            raise InvalidBody(f"{where}: {reason}") from None
         return Response(await service.register_worker(spec, source="api"), status_code=201)
 
     @delete("/workers/{name:str}", status_code=200, opt={"scope": "admin"}, summary="Remove a worker")

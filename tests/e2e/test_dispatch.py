@@ -8,6 +8,7 @@ import time
 
 import httpx
 
+from tests.answers import reason
 from tests.e2e.conftest import Cluster, wait_final, wait_for
 from tests.procfs import process_alive
 
@@ -111,7 +112,7 @@ def test_handler_from_the_working_directory_and_worker_crud(cluster: Cluster, re
     assert created.status_code == 201 and created.json()["state"] == "offline"
     assert api.post("/workers", json={"name": "remote", "handler": "a:b"}).status_code == 409
     bad = api.post("/workers", json={"name": "x", "command": ["a"], "handler": "a:b"})
-    assert bad.status_code == 400 and "exactly one of command, endpoint or handler" in bad.json()["error"]
+    assert bad.status_code == 400 and "exactly one of command, endpoint or handler" in reason(bad)
     queued = api.post("/task", json={"prompt": "wait", "worker": "remote"}).json()
     removed = api.delete("/workers/remote")
     assert removed.json() == {"removed": "remote", "failed_tasks": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.answers import reason
 from tests.e2e.conftest import Cluster
 
 
@@ -11,7 +12,7 @@ def test_hostile_inputs_are_refused_and_nothing_is_stored(cluster: Cluster, redi
 
     def refused(response, status: int = 400) -> str:  # type: ignore[no-untyped-def]
         assert response.status_code == status, response.text
-        return response.json()["error"]
+        return reason(response)
 
     # Text Redis cannot store, written as JSON escapes, anywhere in the body
     assert "UTF-8" in refused(api.post("/task", content=b'{"prompt": "x", "context": {"a": "\\ud800"}}'))

@@ -16,6 +16,7 @@ from engine import incidents
 from engine.detectors.model import Detection
 from engine.store import SyncRunner
 from engine.webhook_delivery import WebhookDelivery
+from tests.answers import reason
 from tests.integration.conftest import app_client
 from tests.webhook_receiver import Receiver, receiver
 
@@ -94,7 +95,7 @@ def test_a_given_secret_is_kept_and_classes_filter(client: TestClient) -> None:
 ])
 def test_bad_subscriptions_are_400_with_the_reason(client: TestClient, body: Any, error: str) -> None:
     answer = client.post("/api/webhooks", json=body, headers=ADMIN)
-    assert answer.status_code == 400 and answer.json()["error"].startswith(error), answer.text
+    assert answer.status_code == 400 and reason(answer).startswith(error), answer.text
 
 
 def test_scopes_admin_to_change_read_to_look(client: TestClient) -> None:

@@ -16,6 +16,7 @@ from api.app import create_app
 from config.loader import load_settings
 from engine.ids import new_id
 from engine.url_signing import signature
+from tests.answers import reason
 from tests.integration.conftest import app_client
 
 pytestmark = pytest.mark.integration
@@ -172,7 +173,7 @@ def test_a_malformed_or_many_part_body_is_400_and_stores_nothing(client, redis_c
     trace_id = make_trace(redis_client)
     r = client.post(f"/api/traces/{trace_id}/artifacts", headers=key(), data={"note": "hi"},
                     files={"file": ("a.txt", b"a", "text/plain")})
-    assert r.status_code == 400 and "exactly one part" in r.json()["error"]
+    assert r.status_code == 400 and r.json()["error"] == "invalid request body" and "exactly one part" in reason(r)
     truncated = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nabc"
     r = client.post(f"/api/traces/{trace_id}/artifacts", content=truncated,
                     headers={**key(), "Content-Type": "multipart/form-data; boundary=b"})

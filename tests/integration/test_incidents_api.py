@@ -15,6 +15,7 @@ from api.auth import key_id
 from engine import incidents
 from engine.detectors.model import FAILURE_CLASSES, Detection
 from engine.store import SyncRunner
+from tests.answers import reason
 from tests.integration.conftest import app_client
 
 pytestmark = pytest.mark.integration
@@ -187,7 +188,7 @@ def test_patch_refuses_bad_bodies_with_422(client: TestClient, runner: SyncRunne
     incident_id = occur(runner, "t1")
     kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
     answer = client.patch(f"/api/incidents/{incident_id}", headers=ADMIN, **kwargs)
-    assert answer.status_code == 422 and answer.json()["error"].startswith(message)
+    assert answer.status_code == 422 and reason(answer).startswith(message)
     detail = client.get(f"/api/incidents/{incident_id}", headers=ADMIN).json()
     assert detail["status"] == "open" and len(detail["history"]) == 1
 

@@ -248,4 +248,4 @@ def test_a_worker_that_died_recently_keeps_its_round_robin_tasks_for_a_grace_per
     assert reaper(runner).tick()["redispatched"] == 0
     assert service(lambda s: s.get("default", rr.id)).worker_name == "a"
     (a,) = [w for w in service(lambda s: s.workers()) if w["name"] == "a"]
-    assert a["state"] == "offline" and a["health"] == "healthy" and a["last_heartbeat"] is not None
+    assert a["state"] == "offline" and a["health"] == "down" and a["last_heartbeat"] is not None

@@ -157,7 +157,8 @@ def test_a_batch_over_100_items_is_refused_whole(client: TestClient, redis_clien
     item = {"agent_id": "a", "model": "gpt-4o", "input_tokens": 1, "output_tokens": 1}
     response = client.post("/telemetry/usages", json={"usages": [item] * 101}, headers=key(INGEST))
     assert response.status_code == 400
-    assert response.json() == {"error": "invalid request body: at most 100 usages per request (got 101)"}
+    assert response.json() == {"error": "invalid request body",
+                               "detail": "at most 100 usages per request (got 101)"}
     assert client.post("/telemetry/usages", json={"usages": [item] * 100}, headers=key()).json()["accepted"] == 100
     assert usage_count(redis_client) == 100
 
@@ -191,7 +192,7 @@ def test_bad_usage_bodies_are_400_and_store_nothing(client: TestClient, redis_cl
                                                    error: str) -> None:
     response = client.post("/telemetry/usage", json=body, headers=key(INGEST))
     assert response.status_code == 400
-    assert response.json() == {"error": f"invalid request body: {error}"}
+    assert response.json() == {"error": "invalid request body", "detail": error}
     assert usage_count(redis_client) == 0
 
 
@@ -200,13 +201,13 @@ def test_bad_heartbeats_and_batches_are_400(client: TestClient, redis_client: re
                                      ([1], "expected a JSON object")]
     for body, error in cases:
         response = client.post("/heartbeat", json=body, headers=key(INGEST))
-        assert response.status_code == 400 and response.json() == {"error": f"invalid request body: {error}"}
+        assert response.status_code == 400 and response.json() == {"error": "invalid request body", "detail": error}
     not_json = client.post("/heartbeat", content=b"{nope", headers=key(INGEST))
     assert not_json.status_code == 400 and not_json.json() == {"error": "invalid request body"}
     batches: list[Any] = [{"usages": {"a": 1}}, {}, [1, 2]]
     for body in batches:
         response = client.post("/telemetry/usages", json=body, headers=key(INGEST))
-        assert response.json() == {"error": "invalid request body: usages must be a list"}
+        assert response.json() == {"error": "invalid request body", "detail": "usages must be a list"}
     assert redis_client.exists(keys.key("agents", project="p1")) == 0
     assert usage_count(redis_client) == 0
 

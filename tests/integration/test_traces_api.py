@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from tests.answers import reason
 from tests.integration.conftest import app_client
 
 pytestmark = pytest.mark.integration
@@ -69,7 +70,7 @@ def test_create_then_get_and_retry_is_harmless(client: TestClient) -> None:
 ])
 def test_create_refuses_bad_bodies(client: TestClient, body: dict[str, Any], message: str) -> None:
     answer = client.post("/api/traces", json=body, headers=ADMIN)
-    assert answer.status_code == 400 and answer.json()["error"].startswith(message)
+    assert answer.status_code == 400 and reason(answer).startswith(message)
     assert client.get("/api/sessions", headers=ADMIN).json() == []
 
 
@@ -215,7 +216,8 @@ def test_a_body_too_deep_to_parse_is_refused_whole(client: TestClient) -> None:
     trace_id = new_trace(client)["id"]
     raw = b'[{"type": "x", "payload": {"a": ' + b'[' * 5000 + b']' * 5000 + b'}}]'
     answer = client.post(f"/api/traces/{trace_id}/events", content=raw, headers=ADMIN)
-    assert answer.status_code == 400 and answer.json() == {"error": "invalid request body: nested too deeply"}
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "invalid request body", "detail": "nested too deeply"}
     assert events(client, trace_id) == []
 
 

@@ -4,7 +4,7 @@ import json
 
 from config.settings import WorkerSpec
 from engine.keys import TEMPLATES, key, lua_preamble
-from engine.registry import REDACTED, health_of, redact, register
+from engine.registry import REDACTED, ProcessInfo, WorkerStatus, health_of, redact, register
 
 
 def test_health_follows_heartbeat_age() -> None:
@@ -13,6 +13,22 @@ def test_health_follows_heartbeat_age() -> None:
     assert health_of(now - 119_000, now) == "healthy"
     assert health_of(now - 121_000, now) == "degraded"
     assert health_of(now - 301_000, now) == "down"
+
+
+def test_worker_health_never_reads_better_than_its_state() -> None:
+    now = 1_000_000_000
+    spec = WorkerSpec.model_validate({"name": "w", "handler": "m:f"})
+
+    def status(processes: list[ProcessInfo], last: int | None) -> WorkerStatus:
+        return WorkerStatus(spec=spec, source="config", depth=0, running=0, last_heartbeat_ms=last,
+                            processes=processes)
+
+    live, broken = ProcessInfo("p1", 1, ""), ProcessInfo("p2", 1, "import failed")
+    assert status([live], now - 5_000).health(now) == "healthy"
+    assert status([], now - 5_000).health(now) == "down"  # just stopped or killed: offline, so down
+    assert status([], None).health(now) == "unknown"
+    assert status([broken], now - 5_000).health(now) == "degraded"
+    assert status([broken], now - 301_000).health(now) == "down"
 
 
 def test_redaction_hides_env_headers_url_credentials_and_bearer_strings() -> None:

@@ -55,6 +55,12 @@ def test_named_worker_plan_allows_offline_and_unknown_is_404() -> None:
         plan(parse_submit({"prompt": "x", "worker": "zz"}), specs("a"), default_bound=7)
 
 
+@pytest.mark.parametrize("name", ["my agent", "-x", "a/b", "ünï"])
+def test_a_worker_name_no_worker_can_have_is_404_worker_not_found_not_a_400(name: str) -> None:
+    with pytest.raises(WorkerNotFound):
+        parse_submit({"prompt": "x", "worker": name})
+
+
 def test_round_robin_candidates_are_auto_workers_in_name_order() -> None:
     p = plan(parse_submit({"prompt": "x"}), specs("c", "a", "b", manual={"b"}), default_bound=3)
     assert [c[0] for c in p.candidates] == ["a", "c"] and p.rr_group == "*" and p.require_online

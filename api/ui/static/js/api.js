@@ -43,7 +43,8 @@ export async function request(method, path, body) {
     data = null;
   }
   if (res.status === 401) unauthorized();
-  if (!res.ok) throw new ApiError(res.status, (data && data.error) || `HTTP ${res.status}`);
+  if (!res.ok) throw new ApiError(res.status, data && data.error
+    ? data.error + (data.detail ? `: ${data.detail}` : "") : `HTTP ${res.status}`);
   return {data, status: res.status, next: res.headers.get("X-Next-Cursor")};
 }
 
