@@ -6,6 +6,7 @@
     taskyard workers
     taskyard events [--state S] [--source S] [--limit N] [--follow] | taskyard event show ID
     taskyard webhook replay EVENT_ID
+    taskyard rules test SOURCE PAYLOAD_FILE [--type T] [--header 'Name: value' ...]
     taskyard incidents [--status S] [--class C] [--worker W] [--limit N] | taskyard incident show ID
     taskyard trace ID
     taskyard fix INCIDENT_ID [--runner R] [--repo PATH] [--base-ref REF] [--wait]
@@ -36,7 +37,7 @@ __all__ = ["CLIENT_COMMANDS", "EPILOG", "add_client_commands", "run_client"]
 EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_SERVER, EXIT_INTERRUPTED = 2, 3, 4, 5, 130
 EPILOG = """exit codes:
   0    ok
-  1    the task or run failed (task submit --wait, fix --wait, replay --wait)
+  1    the task or run failed (task submit --wait, fix --wait, replay --wait), or no rule matched (rules test)
   2    usage or configuration error (a bad option, --url or --context)
   3    the server said not found (an unknown task, event, incident or run id)
   4    the server refused the request (401, 403, 400, 409, 422, 429 and other 4xx)
@@ -46,8 +47,8 @@ EPILOG = """exit codes:
 environment: TASKYARD_URL, TASKYARD_API_KEY, NO_COLOR"""
 _HINTS = {401: " (give an API key with --api-key or TASKYARD_API_KEY)",
           403: " (the API key lacks the scope this needs: read, submit or admin)"}
-CLIENT_COMMANDS = frozenset({"task", "tasks", "workers", "events", "event", "webhook", "incidents", "incident",
-                             "trace", "fix", "replay"})
+CLIENT_COMMANDS = frozenset({"task", "tasks", "workers", "events", "event", "webhook", "rules", "incidents",
+                             "incident", "trace", "fix", "replay"})
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -113,6 +114,17 @@ def add_client_commands(sub: argparse._SubParsersAction[Any]) -> None:
     webhook = group("webhook", "webhook tools")
     leaf(webhook, "replay", commands.webhook_replay,
          "run a stored event's matching again, as a new event").add_argument("event_id")
+
+    rules = group("rules", "debug rules against a delivery")
+    rules_test = leaf(rules, "test", commands.rules_test,
+                      "which rules a delivery matches, why the others do not, and the prompts (a dry run: "
+                      "nothing is stored or dispatched)")
+    rules_test.add_argument("source", help="a source of the config (github, ...)")
+    rules_test.add_argument("payload", help="the delivery's JSON body: a file, or - for stdin")
+    rules_test.add_argument("--type", help="the event type (pull_request.opened); for GitHub this stands in for "
+                                           "the X-GitHub-Event header")
+    rules_test.add_argument("--header", action="append", metavar="'NAME: VALUE'",
+                            help="a delivery header (repeat), e.g. 'X-GitHub-Event: pull_request'")
 
     incidents = leaf(sub, "incidents", commands.incidents, "list incidents, newest activity first")
     incidents.add_argument("--status", help="open, acknowledged, resolved or regressed")

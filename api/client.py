@@ -155,6 +155,12 @@ class Client:
         """``POST /api/events/{id}/replay``: the new event that runs the stored one's matching again."""
         return self._send(calls.replay_event(event_id))
 
+    def test_rules(self, source: str, payload: Any, event_type: str | None = None,
+                   headers: dict[str, str] | None = None) -> Record:
+        """``POST /api/rules/test``: which rules a delivery would match, why each other one would not, and the
+        rendered prompts; nothing is stored or dispatched."""
+        return self._send(calls.test_rules(source, payload, event_type, headers))
+
     def get_trace(self, trace_id: str) -> Record:
         """``GET /api/traces/{id}``: the trace's summary (status, events, tokens, cost)."""
         return self._send(calls.get_trace(trace_id))

@@ -180,6 +180,12 @@ def replay_event(event_id: str) -> Call[dict[str, Any]]:
     return Call("POST", f"/api/events/{_seg(event_id)}/replay", _json)
 
 
+def test_rules(source: str, payload: Any, event_type: str | None,
+               headers: dict[str, str] | None) -> Call[dict[str, Any]]:
+    body = _body(source=source, type=event_type, headers=headers or None)
+    return Call("POST", "/api/rules/test", _json, body={**body, "payload": payload}, has_body=True)
+
+
 def get_trace(trace_id: str) -> Call[dict[str, Any]]:
     return Call("GET", f"/api/traces/{_seg(trace_id)}", _json)
 

@@ -3,9 +3,11 @@ process): the real CLI runs in a subprocess (`python -m api.cli ...`) with stdou
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import hmac
+import io
 import json
 import re
 import signal
@@ -19,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from api import cli_commands as commands
+from api.cli_render import Output
 from api.client import AsyncClient, Client, NotFound
 from tests.e2e.conftest import ROOT, Cluster, free_port, wait_final, wait_for
 from tests.fixture_paths import GITHUB_WEBHOOKS
@@ -153,6 +157,38 @@ def test_events_replay_incidents_and_fix_commands_print_json_when_piped(api: htt
     assert (run["status"], run["fallback"], run["commit"]) == ("completed", True, None) and run["fallback_reason"]
     refused = one_line_error(cli(api, "replay", incident["id"]), code=4)
     assert refused.startswith("taskyard: ") and ("nothing" in refused or "repository" in refused)
+
+
+def test_rules_test_dry_runs_a_saved_delivery_and_exits_1_when_no_rule_matches(api: httpx.Client,
+                                                                              tmp_path: Path) -> None:
+    delivery = GITHUB_WEBHOOKS / "pull_request.opened.json"
+    # A delivery the echo worker's rule matches: its rendered prompt, exit 0
+    matched = answer(cli(api, "rules", "test", "github", str(delivery), "--header", "X-GitHub-Event: pull_request"))
+    assert (matched["type"], matched["matched"]) == ("pull_request.opened", ["echo.events[0]"])
+    assert matched["rules"][0]["prompt"] == "Review #2"
+    # The same payload as another event type: no rule matches, exit 1, and the answer says why
+    missed = answer(cli(api, "rules", "test", "github", str(delivery), "--type", "pull_request.closed"), code=1)
+    assert missed["matched"] == [] and "pull_request.closed" in missed["rules"][0]["reason"]
+    # Nothing was stored or dispatched by either
+    assert api.get("/events").json() == [] and api.get("/tasks").json() == []
+    # Bad input: a payload that is not JSON, a malformed header (usage, exit 2); an unknown source (exit 3)
+    (tmp_path / "bad.json").write_text("{nope")
+    assert "not JSON" in one_line_error(cli(api, "rules", "test", "github", str(tmp_path / "bad.json")), code=2)
+    assert "Name: value" in one_line_error(cli(api, "rules", "test", "github", str(delivery), "--header", "x"),
+                                           code=2)
+    assert one_line_error(cli(api, "rules", "test", "nope", str(delivery)), code=3) == "taskyard: unknown source: nope"
+    # A GitHub payload without its event type: the server's reason reaches the one line (exit 4)
+    untyped = one_line_error(cli(api, "rules", "test", "github", str(delivery)), code=4)
+    assert untyped.startswith("taskyard: invalid request body: ") and "X-GitHub-Event" in untyped
+
+    # On a terminal: a table of rules and the prompt of each match (the command in process, on the real server)
+    out = io.StringIO()
+    args = argparse.Namespace(source="github", payload=str(delivery), type="pull_request.opened", header=None)
+    with Client(str(api.base_url), api_key=KEY) as client:
+        assert commands.rules_test(client, args, Output(json_mode=False, color=False, stream=out)) == 0
+    text = out.getvalue()
+    assert re.search(r"echo\.events\[0\]\s+echo\s+yes", text), text
+    assert "prompt of echo.events[0]\nReview #2" in text
 
 
 def test_an_unknown_id_exits_3_and_an_unreachable_server_exits_5_each_with_one_line(api: httpx.Client) -> None:

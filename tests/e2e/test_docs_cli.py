@@ -86,7 +86,7 @@ def test_every_command_of_the_cli_reference_runs_as_written(cluster: Cluster, re
                                 "COLUMNS": "200", "TASKYARD_URL": str(api.base_url), "TASKYARD_API_KEY": KEY})
     shell.values.update({"task id": looped[0], "event id": event, "incident id": incident["id"]})
     blocks = [commands(b) for b in marked_blocks("docs/cli.md", MARKER)]
-    assert len(blocks) == 12
+    assert len(blocks) == 13
 
     # Tasks and workers
     [[submit], [show, cancel], [failed, watch, watch_jq], [workers], *rest] = blocks
@@ -108,7 +108,7 @@ def test_every_command_of_the_cli_reference_runs_as_written(cluster: Cluster, re
     assert [w["name"] for w in shell.answer(workers)] == ["looper", "reviewer"]
 
     # Webhook events and traces
-    [[failed_events, follow], [event_show], [event_replay], [trace], *rest] = rest
+    [[failed_events, follow], [event_show], [event_replay], [rules_test], [trace], *rest] = rest
     assert shell.answer(failed_events) == []
     made, then = _when("pull_request.opened", lambda: _deliver(api, "docs-cli-2"))
     code, followed = shell.stream(follow, then=then, until=lambda out: bool(made) and made[0] in out)
@@ -117,6 +117,10 @@ def test_every_command_of_the_cli_reference_runs_as_written(cluster: Cluster, re
     assert (shown["id"], [m["status"] for m in shown["matches"]]) == (event, ["dispatched"])
     replayed = shell.answer(event_replay)
     assert (replayed["replay_of"], replayed["delivery_id"]) == (event, f"replay:{event}:1")
+    (shell.cwd / "delivery.json").write_bytes((ROOT / "tests/fixtures/github-webhooks/pull_request.opened.json")
+                                              .read_bytes())
+    dry = shell.answer(rules_test)
+    assert (dry["matched"], dry["rules"][0]["prompt"]) == (["reviewer.events[0]"], "Review #2")
     timeline = shell.answer(trace)
     assert timeline["trace"]["id"] == looped[0]
     assert [e["type"] for e in timeline["events"]].count("tool_call") == 5
