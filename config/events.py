@@ -49,6 +49,8 @@ class SourceSpec(Strict):
     event_header: str | None = None
     max_body_bytes: int = Field(default=defaults.WEBHOOK_MAX_BODY_BYTES, ge=1)  # bytes
     rate_limit: RateLimitSpec | None = None  # one bucket for every delivery to this source; off unless set
+    # the project its events (and their tasks) belong to; unset: the posting key's project, else default
+    project: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
     @model_validator(mode="before")
     @classmethod

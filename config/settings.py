@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     PrivateAttr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -341,12 +342,18 @@ class Settings(Strict):
 
     @field_validator("sources")
     @classmethod
-    def _source_names(cls, value: dict[str, SourceSpec]) -> dict[str, SourceSpec]:
+    def _source_names(cls, value: dict[str, SourceSpec], info: ValidationInfo) -> dict[str, SourceSpec]:
         for name in value:
             if not WORKER_NAME_RE.fullmatch(name) or len(name) > 100:
                 raise ValueError(f"source name {name!r} must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 100 characters)")
             if name == "schedule":
                 raise ValueError("the source name 'schedule' is reserved for cron schedules")
+        keys = info.data.get("api_keys") or []  # validated before sources (declared first)
+        readable = {k.project for k in keys} | {defaults.DEFAULT_PROJECT}
+        for name, source in value.items():
+            if source.project is not None and source.project not in readable:
+                raise ValueError(f"{name}.project: no api_keys entry has project {source.project!r}, so no key "
+                                 "could see its events (add a key for it, or leave project out)")
         return value
 
     @field_validator("project_rate_limits", "repos")

@@ -17,7 +17,7 @@ from api.controllers.body import int_param, json_body, read_limited
 from api.controllers.mesedi import mesedi_events
 from config import defaults
 from engine.clock import parse_ms
-from engine.errors import Unauthorized
+from engine.errors import Forbidden, Unauthorized
 from engine.event_service import EventService
 from engine.mesedi import MesediAdapter
 
@@ -41,9 +41,15 @@ class EventController(Controller):
         principal = principal_of(request)
         if not principal.authenticated and not spec.verifies_signature:
             raise Unauthorized()  # a source without a secret needs an API key
+        project = principal.project
+        if spec.project is not None:
+            # A signed source's signature speaks for its project; without one, the key must be that project's.
+            if not spec.verifies_signature and principal.project != spec.project:
+                raise Forbidden()
+            project = spec.project
         body = await read_limited(request, spec.max_body_bytes)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        receipt = await events.receive(source, headers, body, project=principal.project)
+        receipt = await events.receive(source, headers, body, project=project)
         return Response(receipt.to_public(), status_code=202 if receipt.status == "received" else 200)
 
     @post("/events", status_code=200, opt={"scope": "ingest"}, request_max_body_size=None,

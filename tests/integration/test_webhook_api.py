@@ -14,6 +14,7 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from config.loader import load_settings
+from engine.errors import ConfigError
 from tests.answers import reason as error_reason
 from tests.fixture_paths import GITHUB_WEBHOOKS
 
@@ -155,3 +156,48 @@ def test_audit_log_filters_and_is_per_project(client: TestClient) -> None:
     assert len(client.get("/logs", params={"since": "2020-01-01T00:00:00Z"}, headers=key()).json()) == 2
     assert client.get("/logs", params={"since": "2999-01-01T00:00:00Z"}, headers=key()).json() == []
     assert client.get("/logs", headers=key(OTHER)).json() == []  # another project's admin sees none of it
+
+
+PROJECT_SOURCES = """
+api_keys:
+  - {key: k-alpha, project: alpha}
+  - {key: k-beta, project: beta}
+sources:
+  github: {secret: gh-secret, project: alpha}
+  intake: {type: plain, project: beta}
+  loose: {}
+"""
+
+
+def test_a_source_project_owns_its_events_and_only_that_projects_key_may_post_unsigned(
+        tmp_path: Path, redis_client, redis_url: str) -> None:
+    path = tmp_path / "taskyard.yaml"
+    path.write_text(PROJECT_SOURCES)
+    with TestClient(app=create_app(load_settings(path, env={}), redis_url=redis_url)) as client:
+        # A signed delivery names no key: it belongs to the source's project, alpha
+        body = (FIXTURES / "pull_request.opened.json").read_bytes()
+        signed = client.post("/webhook/github", content=body, headers={
+            "X-Hub-Signature-256": "sha256=" + sign("gh-secret", body), "X-GitHub-Event": "pull_request",
+            "X-GitHub-Delivery": "p-1"})
+        assert signed.status_code == 202, signed.text
+        event_id = signed.json()["id"]
+        assert [e["id"] for e in client.get("/events", headers=key("k-alpha")).json()] == [event_id]
+        assert client.get(f"/event/{event_id}", headers=key("k-beta")).status_code == 404
+        # An unsigned source with a project: that project's key posts; another project's is refused, unstored
+        assert client.post("/webhook/intake", content=b"{}", headers=key("k-alpha")).json() == {"error": "forbidden"}
+        accepted = client.post("/webhook/intake", content=b"{}", headers=key("k-beta"))
+        assert accepted.status_code == 202
+        assert [e["id"] for e in client.get("/events", headers=key("k-beta")).json()] == [accepted.json()["id"]]
+        assert [e["id"] for e in client.get("/events", headers=key("k-alpha")).json()] == [event_id]
+        # A source without a project keeps its events in the posting key's project
+        loose = client.post("/webhook/loose", content=b"{}", headers=key("k-alpha")).json()["id"]
+        assert {e["id"] for e in client.get("/events", headers=key("k-alpha")).json()} == {event_id, loose}
+
+
+def test_a_source_project_no_key_can_read_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "taskyard.yaml"
+    path.write_text("api_key: k\nsources:\n  github: {secret: s, project: alpah}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert "sources: github.project: no api_keys entry has project 'alpah'" in str(caught.value)
+    assert str(path) in str(caught.value)
