@@ -21,7 +21,7 @@ from config import defaults
 from config.settings import Settings
 from engine.errors import Forbidden
 
-__all__ = ["OPEN_PATHS", "QUERY_KEY_PATHS", "UI_PREFIX", "AuthGate", "Principal", "key_id", "principal_in",
+__all__ = ["OPEN_PATHS", "OPERATOR", "QUERY_KEY_PATHS", "UI_PREFIX", "AuthGate", "Principal", "key_id", "principal_in",
            "principal_of", "require_scope", "route_path"]
 
 OPEN_PATHS = frozenset({"/health", "/metrics"})
@@ -29,6 +29,9 @@ UI_PREFIX = "/ui"  # the dashboard's page and static files: open, they hold no d
 # EventSource cannot send headers, so these SSE routes (and only these, only GET) also take ?api_key=<key>.
 QUERY_KEY_PATHS = frozenset({"/api/activity", "/api/stream"})
 _SCOPE_KEY = "taskyard.principal"
+# A route's scope for changes that reach every project (registering and removing workers): an admin key of the
+# default project (the single api_key is one). Not a scope a key lists: another project's admin is refused.
+OPERATOR = "operator"
 KEY_ID_CHARS = 16  # hex characters of a key's SHA-256 that identify it (rate-limit buckets, logs)
 
 
@@ -40,6 +43,8 @@ class Principal:
     key_id: str = ""  # the key's id (see key_id()) or "" when no key was presented; names its rate-limit bucket
 
     def allows(self, scope: str) -> bool:
+        if scope == OPERATOR:  # workers serve every project: only the operator's admin keys change them
+            return "admin" in self.scopes and self.project == defaults.DEFAULT_PROJECT
         return "admin" in self.scopes or scope in self.scopes
 
 

@@ -8,6 +8,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath
 from pydantic import ValidationError
 
+from api.auth import OPERATOR
 from api.controllers.body import Service, json_body
 from config.settings import WorkerSpec
 from engine.errors import InvalidBody
@@ -26,7 +27,8 @@ class WorkerController(Controller):
     async def show(self, service: Service, name: FromPath[str]) -> dict[str, Any]:
         return await service.worker(name)
 
-    @post("/workers", status_code=201, opt={"scope": "admin"}, summary="Register a worker definition")
+    @post("/workers", status_code=201, opt={"scope": OPERATOR},
+          summary="Register a worker definition (an admin key of the default project)")
     async def create(self, request: Request, service: Service) -> Response[dict[str, Any]]:
         body = await json_body(request)
         try:
@@ -40,7 +42,8 @@ class WorkerController(Controller):
             raise InvalidBody(f"{where}: {reason}") from None
         return Response(await service.register_worker(spec, source="api"), status_code=201)
 
-    @delete("/workers/{name:str}", status_code=200, opt={"scope": "admin"}, summary="Remove a worker")
+    @delete("/workers/{name:str}", status_code=200, opt={"scope": OPERATOR},
+            summary="Remove a worker (an admin key of the default project)")
     async def remove(self, service: Service, name: FromPath[str]) -> dict[str, Any]:
         failed = await service.remove_worker(name)
         return {"removed": name, "failed_tasks": failed}

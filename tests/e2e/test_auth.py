@@ -12,6 +12,7 @@ api_keys:
   - {{key: alpha-admin, project: alpha, scopes: [admin]}}
   - {{key: beta-submit, project: beta, scopes: [submit, read]}}
   - {{key: beta-reader, project: beta, scopes: [read]}}
+  - {{key: operator, scopes: [admin]}}
 """)
     api = cluster.serve()
     base = str(api.base_url)
@@ -41,4 +42,12 @@ api_keys:
     r = api.post("/task", json={"prompt": "x"}, headers=reader)
     assert r.status_code == 403 and r.json() == {"error": "forbidden"}
     assert api.post("/workers", json={"name": "x", "handler": "a:b"}, headers=beta).status_code == 403
+    # Workers serve every project: another project's admin may neither add one (it would get everyone's
+    # round-robin tasks) nor remove one (its queued tasks, any project's, would fail); the default project's may.
+    assert api.post("/workers", json={"name": "x", "handler": "a:b"}, headers=alpha).json() == {"error": "forbidden"}
+    assert api.delete("/workers/echo", headers=alpha).json() == {"error": "forbidden"}
+    assert [w["name"] for w in api.get("/workers", headers=alpha).json()] == ["echo"]
+    ops = {"X-API-Key": "operator"}
+    assert api.post("/workers", json={"name": "x", "handler": "a:b", "auto": False}, headers=ops).status_code == 201
+    assert api.delete("/workers/x", headers=ops).json() == {"removed": "x", "failed_tasks": 0}
     assert api.get("/tasks", headers=reader).status_code == 200
