@@ -21,13 +21,17 @@ from engine.models import iso_ms
 from engine.registry import redact
 from engine.store import Op
 
-__all__ = ["AUDIT_MAX_ENTRIES", "Entry", "Trail", "encode", "matches", "page", "record_many"]
+__all__ = ["AUDIT_MAX_ENTRIES", "Entry", "Trail", "encode", "matches", "origin", "page", "page_forward",
+           "record_many"]
 
 logger = logging.getLogger(__name__)
 
 AUDIT_MAX_ENTRIES = 100_000  # entries kept (approximately: XADD MAXLEN ~)
 SCAN_BATCH = 1000  # entries read per round trip while filtering
 MAX_SCANNED = 20_000  # entries a filtered query reads at most before answering with what it found
+# An event's or task's entries are read from its creation on, less this margin: stream ids come from the Redis
+# server's clock, created_at from the clock of the process that made the record.
+CLOCK_MARGIN_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,22 @@ def page(*, before: str | None, since_ms: int | None, count: int) -> Op[list[Ent
     low = str(since_ms) if since_ms is not None else "-"
     return Op(lambda raw: [_entry(i, f) for i, f in raw],
               command=("XREVRANGE", keys.key("audit"), high, low, "COUNT", count))
+
+
+def page_forward(*, after: str | None, since_ms: int, count: int) -> Op[list[Entry]]:
+    """Up to ``count`` entries oldest first, newer than stream id ``after``, not older than ``since_ms``."""
+    low = f"({after}" if after else str(since_ms)
+    return Op(lambda raw: [_entry(i, f) for i, f in raw],
+              command=("XRANGE", keys.key("audit"), low, "+", "COUNT", count))
+
+
+def origin(kind: str, record_id: str) -> Op[tuple[str | None, int | None]]:
+    """(project, created_at ms) of the event or task ``record_id`` (``kind`` ``event`` or ``task``), or
+    (None, None) when there is no such record: where its audit entries start."""
+    def parse(raw: Any) -> tuple[str | None, int | None]:
+        project, created = raw
+        return (project, int(float(created))) if project and created else (None, None)
+    return Op(parse, command=("HMGET", keys.key(kind, id=record_id), "project", "created_at"))
 
 
 def matches(entry: Entry, *, project: str, event: str | None, task: str | None, action: str | None) -> bool:

@@ -33,7 +33,7 @@ from engine.rules import EventView, RuleBook
 from engine.sources import InboundEvent, parse_delivery
 from engine.store import AsyncRunner, Op
 
-__all__ = ["EventService", "Receipt"]
+__all__ = ["EventService", "LogPage", "Receipt"]
 
 MAX_LOG_PAGE = 1000  # audit entries per answer at most
 REPLAY_TRIES = 5  # replay numbers tried when a delivery with the same id took one first
@@ -57,6 +57,14 @@ class Receipt:
         public = self.event.to_public()
         return {k: public[k] for k in ("id", "source", "type", "state", "actor", "subject", "attrs", "created_at")}
 
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """A page of audit entries (public shape), and whether the scan behind it read all it needed to."""
+
+    entries: list[dict[str, Any]]
+    complete: bool
 
 class EventService:
     def __init__(self, runner: AsyncRunner, sources: Mapping[str, SourceSpec], rules: RuleBook) -> None:
@@ -186,17 +194,46 @@ class EventService:
                 "rules": results}
 
     async def logs(self, project: str, *, event: str | None, task: str | None, action: str | None, since_ms: int | None,
-                   limit: int) -> list[dict[str, Any]]:
+                   limit: int) -> LogPage:
+        """The project's entries that match, newest first. ``complete`` is False when the scan stopped at
+        ``audit.MAX_SCANNED`` entries before it could be sure the answer holds every match it should."""
         if not 1 <= limit <= MAX_LOG_PAGE:
             raise ValidationFailed(f"invalid limit: must be between 1 and {MAX_LOG_PAGE}")
+
+        def wanted(entry: audit.Entry) -> bool:
+            return audit.matches(entry, project=project, event=event, task=task, action=action)
+
         found: list[audit.Entry] = []
+        scanned, complete = 0, False
+        anchor = ("event", event) if event else ("task", task) if task else None
+        if anchor is not None:
+            if not is_id(anchor[1]):
+                return LogPage([], complete=True)  # no record has that id
+            # One record's entries: read from its creation on (oldest first), not back from the newest, so an
+            # old event's trail is found however many entries came after it.
+            owner, created_ms = await self.runner.run(audit.origin(anchor[0], anchor[1]))
+            if owner != project or created_ms is None:
+                return LogPage([], complete=True)  # no such record in this project: no entries
+            low = max(since_ms or 0, created_ms - audit.CLOCK_MARGIN_MS)
+            after: str | None = None
+            while scanned < audit.MAX_SCANNED:
+                batch = await self.runner.run(audit.page_forward(after=after, since_ms=low, count=audit.SCAN_BATCH))
+                scanned += len(batch)
+                found += [e for e in batch if wanted(e)]
+                if len(batch) < audit.SCAN_BATCH:
+                    complete = True
+                    break
+                after = batch[-1].id
+            return LogPage([e.to_public() for e in reversed(found[-limit:])], complete=complete)
         before: str | None = None
-        scanned = 0
-        while len(found) < limit and scanned < audit.MAX_SCANNED:
-            batch = await self.runner.run(audit.page(before=before, since_ms=since_ms, count=audit.SCAN_BATCH))
-            if not batch:
+        while len(found) < limit:
+            if scanned >= audit.MAX_SCANNED:
                 break
+            batch = await self.runner.run(audit.page(before=before, since_ms=since_ms, count=audit.SCAN_BATCH))
             scanned += len(batch)
-            found += [e for e in batch if audit.matches(e, project=project, event=event, task=task, action=action)]
+            found += [e for e in batch if wanted(e)]
+            if len(batch) < audit.SCAN_BATCH:
+                complete = True
+                break
             before = batch[-1].id
-        return [e.to_public() for e in found[:limit]]
+        return LogPage([e.to_public() for e in found[:limit]], complete=complete or len(found) >= limit)

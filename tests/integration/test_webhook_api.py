@@ -14,9 +14,13 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from config.loader import load_settings
+from config.settings import WorkerSpec
+from engine import audit
 from engine.errors import ConfigError
+from engine.store import SyncRunner
 from tests.answers import reason as error_reason
 from tests.fixture_paths import GITHUB_WEBHOOKS
+from tests.integration.conftest import define
 
 FIXTURES = GITHUB_WEBHOOKS
 ADMIN, OTHER = "k-admin", "k-other-project"
@@ -201,3 +205,49 @@ def test_a_source_project_no_key_can_read_is_a_config_error(tmp_path: Path) -> N
         load_settings(path, env={})
     assert "sources: github.project: no api_keys entry has project 'alpah'" in str(caught.value)
     assert str(path) in str(caught.value)
+
+
+def _flood(redis_client, entries: int) -> None:
+    """``entries`` audit entries of another project after everything so far, as a busy install writes them."""
+    with redis_client.pipeline(transaction=False) as pipe:
+        for _ in range(entries):
+            pipe.xadd("ty:audit", {"action": "event_received", "project": "elsewhere", "event": "", "task": "",
+                                   "detail": "{}"})
+        pipe.execute()
+
+
+def test_an_event_or_task_trail_is_found_however_many_entries_came_after_it(client: TestClient,
+                                                                             redis_client) -> None:
+    # Given: a stored event (its event_received entry) and a task, with the entries the engine jobs would add
+    # (written by the jobs' own writer), then more entries than one scan reads
+    body = b'{"level": "high"}'
+    sent = client.post("/webhook/alerts", content=body, headers={"X-Signature": sign("alert-secret", body),
+                                                                 "X-Kind": "page", "X-Delivery": "a-1"})
+    event_id = sent.json()["id"]
+    runner = SyncRunner(redis_client)
+    define(runner, WorkerSpec.model_validate({"name": "reviewer", "handler": "workers.builtin:echo"}), online=False)
+    task_id = client.post("/task", json={"prompt": "p", "worker": "reviewer"}, headers=key()).json()["id"]
+    runner.run(audit.record_many([
+        ("rule_matched", {"event": event_id, "rule": "rules[1]"}),
+        ("task_sent", {"event": event_id, "task": task_id, "worker": "reviewer"}),
+        ("write_back", {"event": event_id, "task": task_id, "action": "comment"})], project="default"))
+    whole = client.get("/logs", params={"event": event_id}, headers=key())
+    before = whole.json()
+    assert [e["action"] for e in before] == ["write_back", "task_sent", "rule_matched", "event_received"]
+    assert "X-Audit-Truncated" not in whole.headers  # it read to the end of the trail
+    _flood(redis_client, audit.MAX_SCANNED + 5_000)
+
+    # Then: the event's and the task's entries are all still found, newest first, and limit keeps the newest;
+    # the answer says the scan stopped at its cap (entries after the first 20,000 since the event were not read)
+    after = client.get("/logs", params={"event": event_id}, headers=key())
+    assert after.json() == before and after.headers["X-Audit-Truncated"] == "true"
+    by_task = client.get("/logs", params={"task": task_id}, headers=key()).json()
+    assert by_task == before[:2]
+    assert client.get("/logs", params={"event": event_id, "limit": 1}, headers=key()).json() == before[:1]
+    # Another project's key, and an id no record has, find nothing
+    assert client.get("/logs", params={"event": event_id}, headers=key(OTHER)).json() == []
+    assert client.get("/logs", params={"task": "0" * 32}, headers=key()).json() == []
+    # A filter only a full scan can answer says when it stopped short (this project's 4 entries are older than
+    # the 20,000 it reads back from the newest)
+    cut = client.get("/logs", params={"action": "policy_decision"}, headers=key())
+    assert cut.json() == [] and cut.headers["X-Audit-Truncated"] == "true"
