@@ -15,7 +15,8 @@
 Each takes ``--url`` (``TASKYARD_URL``, default http://127.0.0.1:8080), ``--api-key`` (``TASKYARD_API_KEY``) and
 ``--json``. Tables on a terminal, JSON with ``--json`` or when stdout is not a terminal. Every error is one line on
 stderr, ``taskyard: <message>``; the exit codes are in :data:`EPILOG`. The commands live in
-:mod:`api.cli_commands`; this module parses, connects and maps failures to exit codes.
+:mod:`api.cli_commands` (``rules test`` in :mod:`api.cli_rules`); this module parses, connects and maps failures
+to exit codes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, NoReturn
 import httpx
 
 from api import cli_commands as commands
+from api import cli_rules
 from api.cli_commands import UsageError
 from api.cli_render import Output
 from api.client import DEFAULT_URL, Client, ClientError, NotFound, ServerUnreachable, Unauthorized
@@ -116,7 +118,7 @@ def add_client_commands(sub: argparse._SubParsersAction[Any]) -> None:
          "run a stored event's matching again, as a new event").add_argument("event_id")
 
     rules = group("rules", "debug rules against a delivery")
-    rules_test = leaf(rules, "test", commands.rules_test,
+    rules_test = leaf(rules, "test", cli_rules.rules_test,
                       "which rules a delivery matches, why the others do not, and the prompts (a dry run: "
                       "nothing is stored or dispatched)")
     rules_test.add_argument("source", help="a source of the config (github, ...)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,37 +203,40 @@ class EventService:
         def wanted(entry: audit.Entry) -> bool:
             return audit.matches(entry, project=project, event=event, task=task, action=action)
 
-        found: list[audit.Entry] = []
-        scanned, complete = 0, False
         anchor = ("event", event) if event else ("task", task) if task else None
-        if anchor is not None:
-            if not is_id(anchor[1]):
-                return LogPage([], complete=True)  # no record has that id
-            # One record's entries: read from its creation on (oldest first), not back from the newest, so an
-            # old event's trail is found however many entries came after it.
-            owner, created_ms = await self.runner.run(audit.origin(anchor[0], anchor[1]))
-            if owner != project or created_ms is None:
-                return LogPage([], complete=True)  # no such record in this project: no entries
-            low = max(since_ms or 0, created_ms - audit.CLOCK_MARGIN_MS)
-            after: str | None = None
-            while scanned < audit.MAX_SCANNED:
-                batch = await self.runner.run(audit.page_forward(after=after, since_ms=low, count=audit.SCAN_BATCH))
-                scanned += len(batch)
-                found += [e for e in batch if wanted(e)]
-                if len(batch) < audit.SCAN_BATCH:
-                    complete = True
-                    break
-                after = batch[-1].id
-            return LogPage([e.to_public() for e in reversed(found[-limit:])], complete=complete)
-        before: str | None = None
-        while len(found) < limit:
+        if anchor is None:  # newest first, until the page is full
+            found, complete = await self._scan(
+                lambda before: audit.page(before=before, since_ms=since_ms, count=audit.SCAN_BATCH), wanted,
+                enough=lambda found: len(found) >= limit)
+            return LogPage([e.to_public() for e in found[:limit]], complete=complete)
+        if not is_id(anchor[1]):
+            return LogPage([], complete=True)  # no record has that id
+        # One record's entries: read from its creation on (oldest first), not back from the newest, so an old
+        # event's trail is found however many entries came after it.
+        owner, created_ms = await self.runner.run(audit.origin(anchor[0], anchor[1]))
+        if owner != project or created_ms is None:
+            return LogPage([], complete=True)  # no such record in this project: no entries
+        low = max(since_ms or 0, created_ms - audit.CLOCK_MARGIN_MS)
+        found, complete = await self._scan(
+            lambda after: audit.page_forward(after=after, since_ms=low, count=audit.SCAN_BATCH), wanted,
+            enough=lambda found: False)
+        return LogPage([e.to_public() for e in reversed(found[-limit:])], complete=complete)
+
+    async def _scan(self, batch_after: Callable[[str | None], Op[list[audit.Entry]]],
+                    wanted: Callable[[audit.Entry], bool],
+                    enough: Callable[[list[audit.Entry]], bool]) -> tuple[list[audit.Entry], bool]:
+        """The wanted entries of batches read one after another (``batch_after`` the last id read) until
+        ``enough`` of them, or the stream's end; False with them when it stopped at ``audit.MAX_SCANNED``."""
+        found: list[audit.Entry] = []
+        cursor: str | None = None
+        scanned = 0
+        while not enough(found):
             if scanned >= audit.MAX_SCANNED:
-                break
-            batch = await self.runner.run(audit.page(before=before, since_ms=since_ms, count=audit.SCAN_BATCH))
+                return found, False
+            batch = await self.runner.run(batch_after(cursor))
             scanned += len(batch)
             found += [e for e in batch if wanted(e)]
             if len(batch) < audit.SCAN_BATCH:
-                complete = True
                 break
-            before = batch[-1].id
-        return LogPage([e.to_public() for e in found[:limit]], complete=complete or len(found) >= limit)
+            cursor = batch[-1].id
+        return found, True

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api import cli_commands as commands
+from api import cli_rules
 from api.cli_render import Output
 from api.client import AsyncClient, Client, NotFound
 from tests.e2e.conftest import ROOT, Cluster, free_port, wait_final, wait_for
@@ -185,7 +185,7 @@ def test_rules_test_dry_runs_a_saved_delivery_and_exits_1_when_no_rule_matches(a
     out = io.StringIO()
     args = argparse.Namespace(source="github", payload=str(delivery), type="pull_request.opened", header=None)
     with Client(str(api.base_url), api_key=KEY) as client:
-        assert commands.rules_test(client, args, Output(json_mode=False, color=False, stream=out)) == 0
+        assert cli_rules.rules_test(client, args, Output(json_mode=False, color=False, stream=out)) == 0
     text = out.getvalue()
     assert re.search(r"echo\.events\[0\]\s+echo\s+yes", text), text
     assert "prompt of echo.events[0]\nReview #2" in text
