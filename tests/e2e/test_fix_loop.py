@@ -150,7 +150,9 @@ def test_a_looping_agent_is_fixed_and_the_fix_is_proven_by_replay(cluster: Clust
                               "verdict": "fixed"}, run
     assert {c["task_id"] for c in run["cases"]} == set(tasks)
     assert all(c["result"] == "fixed" for c in run["cases"])
-    resolved = api.get(f"/api/incidents/{incident['id']}").json()
+    # The run is marked completed first; resolving the incident follows (after the worktrees are removed)
+    resolved = wait_for(lambda: api.get(f"/api/incidents/{incident['id']}").json(),
+                        lambda i: i["status"] == "resolved", interval=0.2)
     assert resolved["status"] == "resolved"
     assert resolved["fix"] == {"fix_run_id": fix["id"], "regression_run_id": run["id"]}
     compare = api.get(f"/api/regression-runs/{run['id']}/compare").json()
